@@ -1,0 +1,364 @@
+//! `Rollout`: a workload updated blue/green, with active and preview Services.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::RolloutStatus;
+
+/// Default of `spec.replicas`.
+pub const DEFAULT_REPLICAS: i32 = 1;
+/// Default of `spec.revisionHistoryLimit`.
+pub const DEFAULT_REVISION_HISTORY_LIMIT: i32 = 10;
+/// Default of `spec.progressDeadlineSeconds`.
+pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i32 = 600;
+/// Default of `blueGreen.scaleDownDelaySeconds`.
+pub const DEFAULT_SCALE_DOWN_DELAY_SECONDS: i32 = 30;
+/// Default of `blueGreen.abortScaleDownDelaySeconds`.
+pub const DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS: i32 = 30;
+/// Default of `analysis.successfulRunHistoryLimit` and `unsuccessfulRunHistoryLimit`.
+pub const DEFAULT_ANALYSIS_RUN_HISTORY_LIMIT: i32 = 5;
+
+/// Desired state of a Rollout.
+// The printcolumn attributes repeat `type_ = "integer"`, which clippy takes for duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "cutover.dev",
+    version = "v1alpha1",
+    kind = "Rollout",
+    namespaced,
+    status = "RolloutStatus",
+    derive = "PartialEq",
+    shortname = "ro",
+    category = "cutover",
+    doc = "A workload updated blue/green: a preview revision is checked, then traffic switches at once and the old revision stays warm for instant rollback.",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.HPAReplicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Number of desired pods"
+    ),
+    printcolumn(
+        name = "Current",
+        type_ = "integer",
+        json_path = ".status.replicas",
+        description = "Total number of pods of all revisions"
+    ),
+    printcolumn(
+        name = "Up-to-date",
+        type_ = "integer",
+        json_path = ".status.updatedReplicas",
+        description = "Pods of the newest revision"
+    ),
+    printcolumn(
+        name = "Available",
+        type_ = "integer",
+        json_path = ".status.availableReplicas",
+        description = "Available pods serving the active Service"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Healthy, Progressing, Paused or Degraded"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutSpec {
+    /// Number of pods the active revision runs. Defaults to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Label selector of the Rollout's pods; must match the template's labels.
+    pub selector: LabelSelector,
+    /// Pod template of the desired revision. A change here starts a blue/green update.
+    #[schemars(schema_with = "super::schema::preserve_unknown_object")]
+    pub template: PodTemplateSpec,
+    /// Seconds a pod must be ready before it counts as available.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ready_seconds: Option<i32>,
+    /// Old revisions kept (scaled to zero) for `undo`. Defaults to 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_history_limit: Option<i32>,
+    /// Halts switches, promotion and preview retargeting while true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+    /// Seconds an update may make no progress before it is reported Degraded. Defaults to 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline_seconds: Option<i32>,
+    /// Also abort an update whose progress deadline passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline_abort: Option<bool>,
+    /// Pods started before this time are restarted, a few at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_at: Option<Time>,
+    /// Revisions among the last N that roll back fast (no pause, no analysis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_window: Option<RollbackWindow>,
+    /// How many finished AnalysisRuns are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisRunHistory>,
+    /// How updates happen. cutover does blue/green.
+    pub strategy: RolloutStrategy,
+}
+
+/// `spec.rollbackWindow`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RollbackWindow {
+    /// Number of most recent revisions within the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revisions: Option<i32>,
+}
+
+/// `spec.analysis`: history limits of AnalysisRuns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnalysisRunHistory {
+    /// Successful runs kept. Defaults to 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successful_run_history_limit: Option<i32>,
+    /// Failed, errored or inconclusive runs kept. Defaults to 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsuccessful_run_history_limit: Option<i32>,
+}
+
+/// `spec.strategy`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutStrategy {
+    /// The blue/green strategy.
+    pub blue_green: BlueGreenStrategy,
+}
+
+/// `spec.strategy.blueGreen`, with Argo Rollouts' field names and defaults.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BlueGreenStrategy {
+    /// Service that receives production traffic; switched at promotion. Required.
+    pub active_service: String,
+    /// Service that always points at the newest revision, for testing before promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_service: Option<String>,
+    /// Pods the preview revision runs until promotion. Unset: `spec.replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_replica_count: Option<i32>,
+    /// Promote without a human once the preview is ready and analysis passed. Defaults to true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_promotion_enabled: Option<bool>,
+    /// With auto-promotion, wait this many seconds in `BlueGreenPause` before promoting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_promotion_seconds: Option<i32>,
+    /// Pods restarted at a time by `restart` (count or percentage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrString>,
+    /// Seconds the old revision stays up after a verified switch. Defaults to 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_delay_seconds: Option<i32>,
+    /// How many old revisions may wait out their delay scaled up. Unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_delay_revision_limit: Option<i32>,
+    /// Seconds before an aborted preview is scaled down; 0 keeps it. Defaults to 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_scale_down_delay_seconds: Option<i32>,
+    /// Analysis that must pass before the active Service switches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_promotion_analysis: Option<RolloutAnalysis>,
+    /// Analysis that must pass after the switch before the revision becomes stable; a failure
+    /// switches back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_promotion_analysis: Option<RolloutAnalysis>,
+    /// Labels and annotations put on preview pods while they are preview.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_metadata: Option<PodTemplateMetadata>,
+    /// Labels and annotations put on active pods while they are active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_metadata: Option<PodTemplateMetadata>,
+    /// Keep new pods off nodes that run the old revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anti_affinity: Option<AntiAffinity>,
+}
+
+/// Labels and annotations for a role (`previewMetadata`, `activeMetadata`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodTemplateMetadata {
+    /// Labels to add.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations to add.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// `blueGreen.antiAffinity`: exactly one of the two forms.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AntiAffinity {
+    /// Prefer other nodes, with this weight (1-100).
+    #[serde(
+        rename = "preferredDuringSchedulingIgnoredDuringExecution",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub preferred: Option<PreferredAntiAffinity>,
+    /// Require other nodes.
+    #[serde(
+        rename = "requiredDuringSchedulingIgnoredDuringExecution",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub required: Option<RequiredAntiAffinity>,
+}
+
+/// Preferred anti-affinity weight.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PreferredAntiAffinity {
+    /// Scheduling weight, 1-100.
+    pub weight: i32,
+}
+
+/// Required anti-affinity (no settings).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequiredAntiAffinity {}
+
+/// Analysis attached to a rollout step (`prePromotionAnalysis`, `postPromotionAnalysis`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutAnalysis {
+    /// Templates whose metrics make up the run.
+    #[serde(default)]
+    pub templates: Vec<AnalysisTemplateRef>,
+    /// Values for the templates' arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<AnalysisRunArgument>,
+    /// Metrics measured but not counted toward the run's result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dry_run: Vec<super::DryRun>,
+    /// How many measurements each metric keeps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measurement_retention: Vec<super::MeasurementRetention>,
+    /// Labels and annotations for the AnalysisRuns created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis_run_metadata: Option<PodTemplateMetadata>,
+}
+
+/// A reference to an `AnalysisTemplate` (or `ClusterAnalysisTemplate` with `clusterScope`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnalysisTemplateRef {
+    /// Name of the template.
+    pub template_name: String,
+    /// The template is a ClusterAnalysisTemplate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_scope: Option<bool>,
+}
+
+/// An argument value given by a Rollout to its analysis templates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnalysisRunArgument {
+    /// Argument name, as declared by the template.
+    pub name: String,
+    /// A literal value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// A value taken from the Rollout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<ArgumentValueFrom>,
+}
+
+/// Where a Rollout-given argument takes its value from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ArgumentValueFrom {
+    /// The pod-template hash of the stable or the latest revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template_hash_value: Option<PodTemplateHashValue>,
+    /// A field of the Rollout, e.g. `metadata.labels['app']`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_ref: Option<FieldRef>,
+}
+
+/// Which revision's hash an argument takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PodTemplateHashValue {
+    /// The revision that currently serves as stable.
+    Stable,
+    /// The newest revision.
+    Latest,
+}
+
+/// A path to a field of the Rollout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FieldRef {
+    /// Field path, e.g. `metadata.name` or `metadata.labels['app']`.
+    pub field_path: String,
+}
+
+impl RolloutSpec {
+    /// `spec.replicas` with its default.
+    pub fn replicas(&self) -> i32 {
+        self.replicas.unwrap_or(DEFAULT_REPLICAS).max(0)
+    }
+    /// `spec.revisionHistoryLimit` with its default.
+    pub fn revision_history_limit(&self) -> i32 {
+        self.revision_history_limit
+            .unwrap_or(DEFAULT_REVISION_HISTORY_LIMIT)
+            .max(0)
+    }
+    /// `spec.progressDeadlineSeconds` with its default.
+    pub fn progress_deadline_seconds(&self) -> i32 {
+        self.progress_deadline_seconds
+            .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS)
+    }
+    /// `spec.paused` with its default.
+    pub fn is_paused(&self) -> bool {
+        self.paused.unwrap_or(false)
+    }
+    /// `spec.minReadySeconds` with its default.
+    pub fn min_ready_seconds(&self) -> i32 {
+        self.min_ready_seconds.unwrap_or(0).max(0)
+    }
+}
+
+impl BlueGreenStrategy {
+    /// `autoPromotionEnabled` with its default (true).
+    pub fn auto_promotion_enabled(&self) -> bool {
+        self.auto_promotion_enabled.unwrap_or(true)
+    }
+    /// `autoPromotionSeconds`, 0 when unset.
+    pub fn auto_promotion_seconds(&self) -> i32 {
+        self.auto_promotion_seconds.unwrap_or(0).max(0)
+    }
+    /// `scaleDownDelaySeconds` with its default (30).
+    pub fn scale_down_delay_seconds(&self) -> i32 {
+        self.scale_down_delay_seconds
+            .unwrap_or(DEFAULT_SCALE_DOWN_DELAY_SECONDS)
+            .max(0)
+    }
+    /// `abortScaleDownDelaySeconds` with its default (30); 0 means never.
+    pub fn abort_scale_down_delay_seconds(&self) -> i32 {
+        self.abort_scale_down_delay_seconds
+            .unwrap_or(DEFAULT_ABORT_SCALE_DOWN_DELAY_SECONDS)
+            .max(0)
+    }
+}

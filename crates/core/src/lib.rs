@@ -1,0 +1,12 @@
+//! cutover's core: the API types and the pure blue/green decision core.
+//!
+//! Nothing here does I/O or reads a clock: adapters (the single-host engine and the Kubernetes
+//! controller) observe the world, call [`plan::plan`] with the time, and execute the returned
+//! actions.
+
+pub mod api;
+pub mod crds;
+pub mod fixtures;
+pub mod hash;
+pub mod plan;
+pub mod sim;

@@ -1,0 +1,114 @@
+//! What an adapter saw of the world, as one immutable snapshot handed to [`super::plan`].
+
+use jiff::Timestamp;
+
+use crate::api::{AnalysisPhase, Rollout};
+
+/// Everything `plan()` may base a decision on. Adapters fill it from their own world (ReplicaSets
+/// and EndpointSlices, or supervised processes and the router's table) and never add a fact that
+/// an earlier step of theirs computed: a fact is observed, or it is not here.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    /// The Rollout as stored: spec, metadata and the status the last plan wrote (plus what users
+    /// patched into it: `abort`, `promoteFull`, cleared pause conditions).
+    pub rollout: Rollout,
+    /// Every revision (ReplicaSet or process group) the rollout owns.
+    pub revisions: Vec<ObservedRevision>,
+    /// The active Service.
+    pub active_service: Option<ObservedService>,
+    /// The preview Service, when the strategy names one.
+    pub preview_service: Option<ObservedService>,
+    /// AnalysisRuns the rollout created.
+    pub analysis_runs: Vec<ObservedAnalysisRun>,
+}
+
+/// One revision of the rollout's pod template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedRevision {
+    /// Its pod-template hash.
+    pub hash: String,
+    /// Its revision number (1, 2, …; undo reuses the number of the revision it returns to
+    /// only by giving it a new, higher number).
+    pub revision: i64,
+    /// Pods it is asked to run.
+    pub desired: i32,
+    /// Pods that exist.
+    pub replicas: i32,
+    /// Pods that pass readiness.
+    pub ready: i32,
+    /// Pods ready for at least `minReadySeconds`.
+    pub available: i32,
+    /// When it is to be scaled to zero, if a deadline is set.
+    pub scale_down_deadline: Option<Timestamp>,
+    /// Start time of its oldest running pod (for `restartAt`).
+    pub oldest_pod_started_at: Option<Timestamp>,
+    /// The role whose ephemeral metadata its pods carry now.
+    pub role: Option<RevisionRole>,
+}
+
+/// A Service and what its data plane does now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedService {
+    /// Service name.
+    pub name: String,
+    /// The hash its selector holds, if any.
+    pub selector_hash: Option<String>,
+    /// Hashes of the revisions whose endpoints the data plane routes to right now: on Kubernetes
+    /// the ready endpoints of the Service's EndpointSlices, on one host the router's live table
+    /// once the previous table has drained. Sorted, no duplicates.
+    pub serving: Vec<String>,
+}
+
+impl ObservedService {
+    /// The data plane serves `hash` and nothing else.
+    pub fn serves_only(&self, hash: &str) -> bool {
+        !self.serving.is_empty() && self.serving.iter().all(|h| h == hash)
+    }
+}
+
+/// Which analysis gate a run belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AnalysisKind {
+    /// Before the switch.
+    PrePromotion,
+    /// After the switch.
+    PostPromotion,
+}
+
+impl AnalysisKind {
+    /// Suffix of run names: `pre` or `post`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Self::PrePromotion => "pre",
+            Self::PostPromotion => "post",
+        }
+    }
+}
+
+/// An AnalysisRun the rollout created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedAnalysisRun {
+    /// Run name.
+    pub name: String,
+    /// Gate it belongs to.
+    pub kind: AnalysisKind,
+    /// Hash of the revision it analyses.
+    pub hash: String,
+    /// Current phase.
+    pub phase: AnalysisPhase,
+    /// Message of the run.
+    pub message: Option<String>,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// It was asked to stop.
+    pub terminated: bool,
+}
+
+/// A role a revision plays, with its ephemeral metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RevisionRole {
+    /// Selected by the active Service.
+    Active,
+    /// Selected by the preview Service only.
+    Preview,
+}

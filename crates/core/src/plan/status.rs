@@ -1,0 +1,267 @@
+//! The status a pass writes: replica counts, progress deadline, conditions and phase.
+
+use std::time::Duration;
+
+use jiff::SignedDuration;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::{AbortCause, Decision, Event, EventReason, HoldReason, Planner, PostHold};
+use crate::api::{ConditionStatus, ConditionType, RolloutCondition, RolloutPhase};
+
+pub(super) fn finalize(p: &mut Planner<'_>, decision: &Decision) {
+    replica_counts(p);
+    let deadline_exceeded = progress_deadline(p, decision);
+    conditions(p, decision, deadline_exceeded);
+    phase(p, decision, deadline_exceeded);
+}
+
+fn replica_counts(p: &mut Planner<'_>) {
+    let s = &mut p.status;
+    s.replicas = p.revisions.values().map(|r| r.replicas).sum();
+    s.ready_replicas = p.revisions.values().map(|r| r.ready).sum();
+    s.updated_replicas = p.revisions.get(&p.current_hash).map_or(0, |r| r.replicas);
+    let active = s
+        .blue_green
+        .active_selector
+        .as_ref()
+        .and_then(|h| p.revisions.get(h));
+    s.available_replicas = active.map_or(0, |r| r.available);
+    s.hpa_replicas = active.map_or(0, |r| r.replicas);
+    let selector = s.blue_green.active_selector.clone();
+    p.status.selector = selector.map(|hash| selector_string(p, &hash));
+}
+
+/// `app=my-app,rollouts-pod-template-hash=<hash>`: the active revision's pods, for `/scale`.
+fn selector_string(p: &Planner<'_>, hash: &str) -> String {
+    let mut parts: Vec<String> = p
+        .spec()
+        .selector
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    parts.push(format!("{}={hash}", crate::api::POD_TEMPLATE_HASH_LABEL));
+    parts.join(",")
+}
+
+/// The progress deadline runs while an update advances by itself: not while paused, aborted,
+/// waiting for analysis, or once complete. Progress (anything the update did) restarts it.
+fn progress_deadline(p: &mut Planner<'_>, decision: &Decision) -> bool {
+    let counts = matches!(
+        decision,
+        Decision::Hold(HoldReason::PreviewNotAvailable { .. })
+            | Decision::Hold(HoldReason::ScalingUpPreview { .. })
+            | Decision::AwaitingSwitchVerification
+    ) && !p.status.abort;
+    let previous = p.before.condition(ConditionType::Progressing);
+    let progressed = previous.is_none_or(|c| c.reason != decision.reason())
+        || progress_signature(p.before) != progress_signature(&p.status)
+        || p.before.updated_replicas != p.status.updated_replicas
+        || p.before.ready_replicas != p.status.ready_replicas
+        || !p.actions.is_empty();
+    let since = match previous.and_then(|c| c.last_update_time.as_ref()) {
+        Some(t) if !progressed => t.0,
+        _ => p.now,
+    };
+    p.status
+        .conditions
+        .retain(|c| c.type_ != ConditionType::Progressing);
+    // Stash the progress mark on a temporary condition; `conditions` rewrites it in place.
+    p.status.conditions.push(RolloutCondition {
+        type_: ConditionType::Progressing,
+        status: ConditionStatus::True,
+        reason: String::new(),
+        message: None,
+        last_transition_time: previous.and_then(|c| c.last_transition_time.clone()),
+        last_update_time: Some(Time(since)),
+    });
+    if !counts {
+        return false;
+    }
+    let limit = i64::from(p.spec().progress_deadline_seconds().max(0));
+    let due = since
+        .saturating_add(SignedDuration::from_secs(limit))
+        .unwrap_or(jiff::Timestamp::MAX);
+    if p.now < due {
+        p.requeue_at(due);
+        return false;
+    }
+    let already = previous.is_some_and(|c| c.reason == "ProgressDeadlineExceeded");
+    if !already {
+        p.events.push(Event::warning(
+            EventReason::ProgressDeadlineExceeded,
+            format!("Rollout made no progress for {limit}s: {decision}"),
+        ));
+        if p.spec().progress_deadline_abort == Some(true) {
+            p.abort(AbortCause::ProgressDeadline);
+            // The abort flow runs on the next pass, right away.
+            p.requeue_in(Duration::ZERO);
+        }
+    }
+    true
+}
+
+fn progress_signature(s: &crate::api::RolloutStatus) -> impl PartialEq + use<> {
+    (
+        s.current_pod_hash.clone(),
+        s.stable_rs.clone(),
+        s.blue_green.active_selector.clone(),
+        s.pause_conditions.len(),
+        s.abort,
+    )
+}
+
+fn conditions(p: &mut Planner<'_>, decision: &Decision, deadline_exceeded: bool) {
+    let current_is_stable = p.status.stable_rs.as_deref() == Some(p.current_hash.as_str());
+    let paused = p.spec().is_paused() || !p.status.pause_conditions.is_empty();
+    let replicas = p.spec().replicas();
+    let available = p.status.available_replicas >= replicas && p.status.selector.is_some();
+    let healthy = matches!(decision, Decision::Healthy | Decision::Promoted(_)) && available;
+    let (progressing_status, progressing_reason) = if deadline_exceeded {
+        (ConditionStatus::False, "ProgressDeadlineExceeded")
+    } else if matches!(decision, Decision::Aborted(_)) {
+        (ConditionStatus::False, "RolloutAborted")
+    } else if matches!(decision, Decision::Invalid(_)) {
+        (ConditionStatus::False, "InvalidSpec")
+    } else {
+        (ConditionStatus::True, decision.reason())
+    };
+    let message = decision.to_string();
+    let now = p.now;
+    let before = p.before;
+    let mut set = |type_: ConditionType, status: ConditionStatus, reason: &str, message: &str| {
+        let prior = before.condition(type_);
+        let flipped = prior.is_none_or(|c| c.status != status);
+        let transition = if flipped {
+            Some(Time(now))
+        } else {
+            prior.and_then(|c| c.last_transition_time.clone())
+        };
+        let slot = p.status.conditions.iter_mut().find(|c| c.type_ == type_);
+        let last_update_time = slot.as_ref().and_then(|c| c.last_update_time.clone());
+        let condition = RolloutCondition {
+            type_,
+            status,
+            reason: reason.to_string(),
+            message: (!message.is_empty()).then(|| message.to_string()),
+            last_transition_time: transition,
+            last_update_time,
+        };
+        match slot {
+            Some(c) => *c = condition,
+            None => p.status.conditions.push(condition),
+        }
+    };
+    set(
+        ConditionType::Progressing,
+        progressing_status,
+        progressing_reason,
+        &message,
+    );
+    set(
+        ConditionType::Available,
+        bool_status(available),
+        if available {
+            "AvailableReason"
+        } else {
+            "NotAvailable"
+        },
+        &format!(
+            "{} of {replicas} active pods available",
+            p.status.available_replicas
+        ),
+    );
+    set(
+        ConditionType::Paused,
+        bool_status(paused),
+        if paused {
+            "RolloutPaused"
+        } else {
+            "RolloutResumed"
+        },
+        "",
+    );
+    set(
+        ConditionType::Completed,
+        bool_status(current_is_stable),
+        if current_is_stable {
+            "RolloutCompleted"
+        } else {
+            "RolloutNotCompleted"
+        },
+        "",
+    );
+    set(
+        ConditionType::Healthy,
+        bool_status(healthy),
+        if healthy {
+            "RolloutHealthy"
+        } else {
+            "RolloutNotHealthy"
+        },
+        "",
+    );
+    if let Decision::Invalid(problem) = decision {
+        set(
+            ConditionType::InvalidSpec,
+            ConditionStatus::True,
+            "InvalidSpec",
+            &problem.to_string(),
+        );
+    } else {
+        p.status
+            .conditions
+            .retain(|c| c.type_ != ConditionType::InvalidSpec);
+    }
+    if let Decision::Invalid(problem) = decision
+        && before.condition(ConditionType::InvalidSpec).is_none()
+    {
+        p.events.push(Event::warning(
+            EventReason::InvalidSpec,
+            problem.to_string(),
+        ));
+    }
+    p.status.conditions.sort_by_key(|c| c.type_ as u8);
+}
+
+fn bool_status(b: bool) -> ConditionStatus {
+    if b {
+        ConditionStatus::True
+    } else {
+        ConditionStatus::False
+    }
+}
+
+/// Phase precedence: Degraded (invalid, aborted, deadline) > Paused > Progressing > Healthy.
+fn phase(p: &mut Planner<'_>, decision: &Decision, deadline_exceeded: bool) {
+    let revision = p.status.current_revision.unwrap_or(0);
+    let (phase, message) = match decision {
+        Decision::Invalid(problem) => (RolloutPhase::Degraded, format!("InvalidSpec: {problem}")),
+        Decision::Aborted(_) => (
+            RolloutPhase::Degraded,
+            format!("RolloutAborted: Rollout aborted update to revision {revision}"),
+        ),
+        _ if deadline_exceeded => (
+            RolloutPhase::Degraded,
+            format!("ProgressDeadlineExceeded: {decision}"),
+        ),
+        _ if p.spec().is_paused() => (RolloutPhase::Paused, "manually paused".to_string()),
+        _ if !p.status.pause_conditions.is_empty() => {
+            let reasons: Vec<String> = p
+                .status
+                .pause_conditions
+                .iter()
+                .map(|c| format!("{:?}", c.reason))
+                .collect();
+            (RolloutPhase::Paused, reasons.join(", "))
+        }
+        Decision::Healthy | Decision::Promoted(_) => (RolloutPhase::Healthy, String::new()),
+        Decision::PostPromotion(PostHold::RolloutPaused) => {
+            (RolloutPhase::Paused, "manually paused".to_string())
+        }
+        other => (RolloutPhase::Progressing, other.to_string()),
+    };
+    p.status.phase = Some(phase);
+    p.status.message = (!message.is_empty()).then_some(message);
+}

@@ -1,0 +1,170 @@
+//! `convert`: Argo Rollouts documents become cutover ones with only their apiVersion changed;
+//! what cutover cannot carry fails the conversion with a located reason.
+
+use cutover_manifest::{Source, convert, load};
+use insta::assert_snapshot;
+
+fn example(name: &str) -> String {
+    let path = format!("{}/../../examples/argo/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn refused(name: &str, text: &str) -> String {
+    match convert(&Source::new(name, text)) {
+        Ok(out) => panic!("converted unexpectedly:\n{}", out.text),
+        Err(diags) => diags.to_string(),
+    }
+}
+
+#[test]
+fn blue_green_rollout_converts_and_lints_clean() {
+    let text = example("rollout-bluegreen.yaml");
+    let out = match convert(&Source::new("rollout-bluegreen.yaml", text.as_str())) {
+        Ok(out) => out,
+        Err(d) => panic!("{d}"),
+    };
+    // Only the apiVersion lines change; comments, quoting and layout stay.
+    let changed: Vec<(&str, &str)> = text
+        .lines()
+        .zip(out.text.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            (
+                "apiVersion: argoproj.io/v1alpha1",
+                "apiVersion: cutover.dev/v1alpha1"
+            ),
+            (
+                "apiVersion: \"argoproj.io/v1alpha1\"",
+                "apiVersion: \"cutover.dev/v1alpha1\""
+            ),
+        ]
+    );
+    assert_eq!(text.lines().count(), out.text.lines().count());
+    let kinds: Vec<String> = out
+        .converted
+        .iter()
+        .map(|c| format!("{} {}", c.kind, c.name))
+        .collect();
+    assert_eq!(kinds, ["Rollout my-app", "AnalysisTemplate success-rate"]);
+    let set = match load(&[Source::new("converted.yaml", out.text.as_str())]) {
+        Ok(set) => set,
+        Err(d) => panic!("{d}"),
+    };
+    assert!(set.warnings.is_empty(), "{}", set.warnings);
+    assert_eq!(set.len(), 4);
+    assert!(set.rollout("my-app").is_some());
+}
+
+#[test]
+fn canary_rollout_is_refused() {
+    assert_snapshot!(refused(
+        "rollout-canary.yaml",
+        &example("rollout-canary.yaml")
+    ));
+}
+
+#[test]
+fn workload_ref_is_refused() {
+    let text = "\
+apiVersion: argoproj.io/v1alpha1
+kind: Rollout
+metadata:
+  name: web
+spec:
+  workloadRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: web
+  strategy:
+    blueGreen:
+      activeService: web
+";
+    assert_snapshot!(refused("rollout.yaml", text));
+}
+
+#[test]
+fn unsupported_providers_and_auth_are_refused() {
+    let text = "\
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: checks
+spec:
+  metrics:
+    - name: errors
+      provider:
+        datadog:
+          query: sum:requests.error{*}
+    - name: rate
+      provider:
+        prometheus:
+          address: https://aps.example
+          query: up
+          authentication:
+            sigv4:
+              region: eu-west-1
+    - name: judge
+      provider:
+        kayenta: {}
+      unknownThing: 1
+";
+    assert_snapshot!(refused("template.yaml", text));
+}
+
+#[test]
+fn argo_kind_without_twin_is_refused() {
+    let text = "apiVersion: argoproj.io/v1alpha1\nkind: Experiment\nmetadata: {name: x}\n";
+    assert_snapshot!(refused("experiment.yaml", text));
+}
+
+#[test]
+fn cutover_documents_and_services_pass_through() {
+    let text = "# keep me\napiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 80}]}\n";
+    match convert(&Source::new("svc.yaml", text)) {
+        Ok(out) => {
+            assert_eq!(out.text, text);
+            assert!(out.converted.is_empty());
+        }
+        Err(d) => panic!("{d}"),
+    }
+}
+
+#[test]
+fn syntax_errors_are_reported() {
+    assert_snapshot!(refused(
+        "broken.yaml",
+        "apiVersion: argoproj.io/v1alpha1\nkind: [Rollout\n"
+    ));
+}
+
+#[test]
+fn trailing_comments_and_single_quotes_survive() {
+    let text = "\
+apiVersion: argoproj.io/v1alpha1 # was Argo
+kind: AnalysisRun
+metadata: {name: run}
+spec:
+  metrics:
+    - name: ok
+      provider: {web: {url: 'http://x'}}
+---
+apiVersion: 'argoproj.io/v1alpha1'
+kind: ClusterAnalysisTemplate
+metadata: {name: c}
+spec:
+  metrics:
+    - name: ok
+      provider: {web: {url: 'http://x'}}
+";
+    let out = match convert(&Source::new("t.yaml", text)) {
+        Ok(out) => out,
+        Err(d) => panic!("{d}"),
+    };
+    let expected = text
+        .replace("argoproj.io/v1alpha1 # was", "cutover.dev/v1alpha1 # was")
+        .replace("'argoproj.io/v1alpha1'", "'cutover.dev/v1alpha1'");
+    assert_eq!(out.text, expected);
+}
