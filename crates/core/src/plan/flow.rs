@@ -1,7 +1,6 @@
 //! The three flows of a pass: steady (current is stable), forward (gates → switch →
 //! verification → post-analysis → stable) and aborted (back to stable, delayed scale-down).
 
-use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{
@@ -187,8 +186,7 @@ fn pause_gate(p: &mut Planner<'_>) -> Option<Decision> {
     if manual {
         return Some(Decision::Hold(HoldReason::WaitingForPromotion));
     }
-    let due = started.saturating_add(SignedDuration::from_secs(i64::from(timed_seconds)));
-    let due = due.unwrap_or(Timestamp::MAX);
+    let due = super::after(started, i64::from(timed_seconds));
     if p.now >= due {
         p.status
             .pause_conditions
@@ -301,21 +299,7 @@ fn aborted(p: &mut Planner<'_>, current: &str, stable: Option<&str>) -> Decision
     let delay = p.strategy().abort_scale_down_delay_seconds();
     let rev = p.current().clone();
     if stable_ready && delay > 0 && rev.desired > 0 {
-        match rev.scale_down_deadline {
-            None => {
-                let at = p
-                    .now
-                    .saturating_add(SignedDuration::from_secs(i64::from(delay)))
-                    .unwrap_or(Timestamp::MAX);
-                p.actions.push(Action::SetScaleDownDeadline {
-                    hash: current.to_string(),
-                    deadline: Some(at),
-                });
-                p.requeue_at(at);
-            }
-            Some(at) if at <= p.now => p.set_target(current, 0, ScaleReason::AbortedUpdate),
-            Some(at) => p.requeue_at(at),
-        }
+        p.scale_down_after(&rev, delay, ScaleReason::AbortedUpdate);
     }
     decision
 }

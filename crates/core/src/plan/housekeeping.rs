@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 
-use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{Action, Planner, RevisionRole, ScaleReason, ServiceRole};
@@ -78,23 +77,10 @@ fn scale_down_old_revisions(p: &mut Planner<'_>) {
             p.set_target(&rev.hash, 0, ScaleReason::RevisionLimitExceeded);
             continue;
         }
-        match rev.scale_down_deadline {
-            None if delay == 0 => p.set_target(&rev.hash, 0, ScaleReason::ScaleDownDeadlinePassed),
-            None => {
-                let at = p
-                    .now
-                    .saturating_add(SignedDuration::from_secs(i64::from(delay)))
-                    .unwrap_or(Timestamp::MAX);
-                p.actions.push(Action::SetScaleDownDeadline {
-                    hash: rev.hash.clone(),
-                    deadline: Some(at),
-                });
-                p.requeue_at(at);
-            }
-            Some(at) if at <= p.now => {
-                p.set_target(&rev.hash, 0, ScaleReason::ScaleDownDeadlinePassed)
-            }
-            Some(at) => p.requeue_at(at),
+        if delay == 0 {
+            p.set_target(&rev.hash, 0, ScaleReason::ScaleDownDeadlinePassed);
+        } else {
+            p.scale_down_after(&rev, delay, ScaleReason::ScaleDownDeadlinePassed);
         }
     }
 }

@@ -167,13 +167,7 @@ impl<'a> Planner<'a> {
             ObservedRevision {
                 hash: self.current_hash.clone(),
                 revision,
-                desired: 0,
-                replicas: 0,
-                ready: 0,
-                available: 0,
-                scale_down_deadline: None,
-                oldest_pod_started_at: None,
-                role: None,
+                ..PLACEHOLDER_REVISION.clone()
             },
         );
     }
@@ -340,6 +334,28 @@ impl<'a> Planner<'a> {
         ));
     }
 
+    /// Gives a revision a scale-down deadline `delay_seconds` from now the first time, and
+    /// scales it to zero once the deadline has passed.
+    pub(crate) fn scale_down_after(
+        &mut self,
+        rev: &ObservedRevision,
+        delay_seconds: i32,
+        reason: ScaleReason,
+    ) {
+        match rev.scale_down_deadline {
+            None => {
+                let at = after(self.now, i64::from(delay_seconds));
+                self.actions.push(Action::SetScaleDownDeadline {
+                    hash: rev.hash.clone(),
+                    deadline: Some(at),
+                });
+                self.requeue_at(at);
+            }
+            Some(at) if at <= self.now => self.set_target(&rev.hash, 0, reason),
+            Some(at) => self.requeue_at(at),
+        }
+    }
+
     pub(crate) fn set_target(&mut self, hash: &str, replicas: i32, reason: ScaleReason) {
         self.targets.insert(hash.to_string(), (replicas, reason));
     }
@@ -386,6 +402,12 @@ impl<'a> Planner<'a> {
             }
         }
     }
+}
+
+/// `t + seconds`, saturating at the end of time.
+pub(crate) fn after(t: Timestamp, seconds: i64) -> Timestamp {
+    t.saturating_add(jiff::SignedDuration::from_secs(seconds))
+        .unwrap_or(Timestamp::MAX)
 }
 
 /// Why an update was aborted.

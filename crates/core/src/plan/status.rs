@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use jiff::SignedDuration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{AbortCause, Decision, Event, EventReason, HoldReason, Planner, PostHold};
@@ -80,9 +79,7 @@ fn progress_deadline(p: &mut Planner<'_>, decision: &Decision) -> bool {
         return false;
     }
     let limit = i64::from(p.spec().progress_deadline_seconds().max(0));
-    let due = since
-        .saturating_add(SignedDuration::from_secs(limit))
-        .unwrap_or(jiff::Timestamp::MAX);
+    let due = super::after(since, limit);
     if p.now < due {
         p.requeue_at(due);
         return false;
