@@ -10,3 +10,4 @@ pub mod fixtures;
 pub mod hash;
 pub mod plan;
 pub mod sim;
+pub mod traffic;

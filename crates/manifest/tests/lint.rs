@@ -205,3 +205,34 @@ fn errors_of_all_files_are_sorted_by_file_then_line() {
         ("services.yaml", SERVICES)
     ]));
 }
+
+#[test]
+fn traffic_routing_is_checked() {
+    let text = rollout_with(
+        "previewService: my-app-preview",
+        "previewService: my-app-preview
+      trafficRouting:
+        headerRoutes:
+          - header: x-canary
+            exact: \"true\"
+            prefix: \"t\"
+          - header: x-user
+            regex: \"(unclosed\"
+        previewWeight: 120
+        mirror: {percent: 100}",
+    );
+    assert_snapshot!(lint_rollout(&text));
+}
+
+#[test]
+fn valid_traffic_routing_loads() {
+    let text = rollout_with(
+        "previewService: my-app-preview",
+        "previewService: my-app-preview
+      trafficRouting:
+        headerRoutes: [{header: x-canary, exact: \"true\"}]
+        previewWeight: 10
+        mirror: {percent: 50}",
+    );
+    assert_eq!(lint_rollout(&text), "ok");
+}

@@ -192,6 +192,56 @@ pub struct BlueGreenStrategy {
     /// Keep new pods off nodes that run the old revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anti_affinity: Option<AntiAffinity>,
+    /// How the active Service's traffic reaches the preview before promotion (cutover's
+    /// extension): header routes, a weighted share, mirroring. The single-host router applies
+    /// it; on Kubernetes it becomes Istio or Gateway API routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_routing: Option<TrafficRouting>,
+}
+
+/// `blueGreen.trafficRouting`: what the active Service sends to the preview revision while an
+/// update waits for promotion. Everything returns to the active revision on abort and after
+/// promotion.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrafficRouting {
+    /// Requests matching any of these go to the preview revision (first match wins), e.g.
+    /// `x-canary: true` for testers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub header_routes: Vec<HeaderRoute>,
+    /// Percentage (0-100) of the remaining active traffic sent to the preview once it is fully
+    /// available, e.g. 10 for a 90/10 split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_weight: Option<i32>,
+    /// Copy this share of active traffic to the preview; responses are discarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorRoute>,
+}
+
+/// A header condition, exactly one of `exact`, `prefix`, `regex` (a full match).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderRoute {
+    /// Header name, case-insensitive.
+    pub header: String,
+    /// The value equals this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<String>,
+    /// The value starts with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The whole value matches this regular expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+}
+
+/// Mirroring of active traffic to the preview.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MirrorRoute {
+    /// Share of requests copied, 0-100. Defaults to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<f64>,
 }
 
 /// Labels and annotations for a role (`previewMetadata`, `activeMetadata`).

@@ -3,6 +3,7 @@
 
 mod analysis;
 mod rollout;
+mod traffic;
 
 use std::collections::HashMap;
 
@@ -23,6 +24,7 @@ pub(crate) fn check(set: &ManifestSet, diags: &mut Diagnostics) {
     duplicates("AnalysisRun", &set.analysis_runs, diags);
     for r in &set.rollouts {
         keep(r, diags, |d| rollout::check(set, r, d));
+        keep(r, diags, |d| traffic::check(r, d));
     }
     for t in &set.analysis_templates {
         let s = &t.value.spec;

@@ -1,0 +1,2 @@
+//! cutover single-host backend (being built).
+pub mod supervisor;

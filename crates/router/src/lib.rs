@@ -1,0 +1,1 @@
+//! cutover's data plane (being built).
