@@ -1,2 +1,15 @@
-//! cutover single-host backend (being built).
+//! cutover's single-host backend: runs each revision of a Rollout as supervised local processes
+//! behind the built-in router, with its state in an embedded SQLite file.
+//!
+//! - [`supervisor`]: processes, probes, restarts, logs;
+//! - [`store`]: the state file;
+//! - [`engine`]: the controller loop (observe → `plan()` → execute → persist);
+//! - [`ops`]: what users do (apply, promote, abort, …);
+//! - [`api`]: the daemon's control API and its client.
+
+pub mod api;
+pub mod daemon;
+pub mod engine;
+pub mod ops;
+pub mod store;
 pub mod supervisor;

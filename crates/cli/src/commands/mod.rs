@@ -3,7 +3,12 @@
 pub mod convert;
 pub mod crds;
 pub mod demo;
+pub mod get;
 pub mod lint;
+pub mod logs;
+pub mod target;
+pub mod up;
+pub mod verbs;
 pub mod version;
 
 use cutover_manifest::Diagnostics;

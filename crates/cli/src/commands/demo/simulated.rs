@@ -1,4 +1,5 @@
-//! `cutover demo`: a whole blue/green cycle through the decision core, in a simulated world.
+//! `cutover demo --simulated`: a whole blue/green cycle through the decision core, in a
+//! simulated world.
 //!
 //! It runs the seed scenario — a Rollout with active and preview Services, a reduced preview,
 //! manual promotion and pre/post-promotion analysis — twice: once with a good version that is

@@ -1,0 +1,72 @@
+//! The verbs that change a rollout: apply, promote, abort, retry, undo, pause, resume,
+//! restart, set image.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::bail;
+use cutover_local::api::ClientError;
+use cutover_local::ops::Operation;
+
+use super::target::{client, runtime};
+
+/// `cutover apply -f FILE...`: all files are checked first; nothing is applied unless all are
+/// valid.
+pub fn apply(files: &[PathBuf], state_dir: &Path) -> anyhow::Result<ExitCode> {
+    let sources = crate::input::read_sources(files)?;
+    // Lint locally first so the errors come with the same rendering as `cutover lint`.
+    if let Err(diags) = cutover_manifest::load(&sources) {
+        super::print_diagnostics(&diags);
+        eprintln!("nothing applied");
+        return Ok(ExitCode::from(1));
+    }
+    let files: Vec<(String, String)> = sources.into_iter().map(|s| (s.path, s.text)).collect();
+    let client = client(state_dir)?;
+    match runtime()?.block_on(client.apply(files)) {
+        Ok(report) => {
+            for line in report.objects {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ClientError::Refused(message)) => {
+            eprintln!("{message}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs an operation on a rollout and prints the daemon's answer.
+pub fn operate(name: &str, op: Operation, state_dir: &Path) -> anyhow::Result<ExitCode> {
+    let client = client(state_dir)?;
+    match runtime()?.block_on(client.operate(name, &op)) {
+        Ok(message) => {
+            println!("{message}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ClientError::Refused(message)) => {
+            eprintln!("{message}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `set image NAME CONTAINER=IMAGE`.
+pub fn set_image(name: &str, assignment: &str, state_dir: &Path) -> anyhow::Result<ExitCode> {
+    let Some((container, image)) = assignment.split_once('=') else {
+        bail!("expected CONTAINER=IMAGE (or *=IMAGE for every container), got {assignment:?}");
+    };
+    if container.is_empty() || image.is_empty() {
+        bail!("expected CONTAINER=IMAGE with both parts, got {assignment:?}");
+    }
+    operate(
+        name,
+        Operation::SetImage {
+            container: container.to_string(),
+            image: image.to_string(),
+        },
+        state_dir,
+    )
+}

@@ -1,0 +1,156 @@
+//! What the API returns about a rollout: the object with its status, its revisions with their
+//! processes, its Services with what they serve, and recent events.
+
+use cutover_core::api::Rollout;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Engine;
+use crate::store::{EventRow, StoreError};
+use crate::supervisor::ReplicaPhase;
+
+/// A rollout and everything around it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutView {
+    /// The Rollout, status included.
+    pub rollout: Rollout,
+    /// Its revisions, newest first.
+    pub revisions: Vec<RevisionView>,
+    /// Its active and preview Services.
+    pub services: Vec<ServiceView>,
+    /// Recent events, oldest first.
+    pub events: Vec<EventRow>,
+}
+
+/// A revision and its processes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionView {
+    /// Pod-template hash.
+    pub hash: String,
+    /// Revision number.
+    pub revision: i64,
+    /// Images of its containers.
+    pub images: Vec<String>,
+    /// Replicas asked for.
+    pub desired: i32,
+    /// Scale-down deadline.
+    pub deadline: Option<Timestamp>,
+    /// Its replicas.
+    pub replicas: Vec<ReplicaView>,
+}
+
+/// One replica.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaView {
+    /// Index within the revision.
+    pub index: u32,
+    /// Process id of its first container.
+    pub pid: Option<u32>,
+    /// Its port.
+    pub port: u16,
+    /// Starting, Running, CrashLoopBackOff, Terminating or Stopped.
+    pub phase: String,
+    /// Passes readiness.
+    pub ready: bool,
+    /// Restarts so far.
+    pub restarts: u32,
+    /// Why it last exited.
+    pub last_exit: Option<String>,
+    /// Its log file.
+    pub log_path: String,
+}
+
+/// A Service and its data plane.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceView {
+    /// Service name.
+    pub name: String,
+    /// Where it listens.
+    pub address: Option<String>,
+    /// The revision it selects.
+    pub selector: Option<String>,
+    /// Revisions it sends traffic to right now.
+    pub serving: Vec<String>,
+    /// Its route table generation.
+    pub generation: u64,
+}
+
+impl Engine {
+    /// The view of one rollout, or None if it does not exist.
+    pub fn view(&self, name: &str) -> Result<Option<RolloutView>, StoreError> {
+        self.store.read(|tx| {
+            let Some(rollout) = tx.rollout(name)? else {
+                return Ok(None);
+            };
+            let mut revisions: Vec<RevisionView> = tx
+                .revisions(name)?
+                .into_iter()
+                .map(|row| RevisionView {
+                    images: row
+                        .template
+                        .spec
+                        .as_ref()
+                        .map(|p| {
+                            p.containers
+                                .iter()
+                                .filter_map(|c| c.image.clone())
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    replicas: self
+                        .supervisor
+                        .observe(name, &row.hash)
+                        .into_iter()
+                        .map(|r| ReplicaView {
+                            index: r.index,
+                            pid: r.pid,
+                            port: r.port,
+                            phase: phase_name(&r.phase),
+                            ready: r.ready,
+                            restarts: r.restarts,
+                            last_exit: r.last_exit.clone(),
+                            log_path: r.log_path.display().to_string(),
+                        })
+                        .collect(),
+                    hash: row.hash,
+                    revision: row.revision,
+                    desired: row.desired,
+                    deadline: row.deadline,
+                })
+                .collect();
+            revisions.sort_by_key(|r| std::cmp::Reverse(r.revision));
+            let bg = &rollout.spec.strategy.blue_green;
+            let mut services = Vec::new();
+            for service in std::iter::once(&bg.active_service).chain(bg.preview_service.iter()) {
+                let handle = self.router.service(service);
+                services.push(ServiceView {
+                    name: service.clone(),
+                    address: handle.as_ref().map(|h| h.local_addr().to_string()),
+                    selector: tx.selector(service)?,
+                    serving: handle.as_ref().map(|h| h.serving()).unwrap_or_default(),
+                    generation: handle.as_ref().map_or(0, |h| h.generation()),
+                });
+            }
+            Ok(Some(RolloutView {
+                events: tx.events(name, 30)?,
+                rollout,
+                revisions,
+                services,
+            }))
+        })
+    }
+}
+
+fn phase_name(phase: &ReplicaPhase) -> String {
+    match phase {
+        ReplicaPhase::Starting => "Starting".into(),
+        ReplicaPhase::Running => "Running".into(),
+        ReplicaPhase::CrashLoopBackOff { .. } => "CrashLoopBackOff".into(),
+        ReplicaPhase::Terminating => "Terminating".into(),
+        ReplicaPhase::Stopped => "Stopped".into(),
+    }
+}

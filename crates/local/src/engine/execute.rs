@@ -1,0 +1,154 @@
+//! Executes a plan: process changes go to the supervisor at once (it works in the background);
+//! every state change of the pass, status included, is written in one transaction.
+
+use cutover_core::api::{AnalysisPhase, Rollout};
+use cutover_core::plan::{Action, AnalysisKind, EventSeverity, Plan, RevisionRole};
+use jiff::Timestamp;
+
+use super::Engine;
+use crate::store::{EventRow, RevisionRow, RunRow, StoreError, Tx};
+use crate::supervisor::RevisionSpec;
+
+/// Why the single-host backend cannot run an analysis yet; the run ends in Error, which aborts
+/// the update (and `apply` refuses such manifests beforehand, so this is a last resort).
+const NO_ANALYSIS_ENGINE: &str = "the single-host backend has no analysis engine yet: remove prePromotionAnalysis/postPromotionAnalysis, or use `cutover promote --full`";
+
+impl Engine {
+    /// Applies `plan` for `rollout`. Store writes happen in `tx`, which the caller commits.
+    pub(crate) fn execute(
+        &self,
+        tx: &Tx<'_>,
+        rollout: &Rollout,
+        plan: &Plan,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let name = rollout.metadata.name.clone().unwrap_or_default();
+        let revisions = tx.revisions(&name)?;
+        let spec_of = |hash: &str| -> Option<RevisionSpec> {
+            let template = revisions
+                .iter()
+                .find(|r| r.hash == hash)
+                .map(|r| r.template.clone())
+                .or_else(|| {
+                    // Created in this very pass: its template is the Rollout's current one.
+                    (cutover_core::hash::pod_template_hash(&rollout.spec.template, None) == hash)
+                        .then(|| rollout.spec.template.clone())
+                })?;
+            let revision = revisions
+                .iter()
+                .find(|r| r.hash == hash)
+                .map_or(0, |r| r.revision);
+            Some(RevisionSpec {
+                rollout: name.clone(),
+                hash: hash.to_string(),
+                revision,
+                template,
+            })
+        };
+        for action in &plan.actions {
+            match action {
+                Action::CreateRevision { hash, revision } => tx.insert_revision(
+                    &name,
+                    &RevisionRow {
+                        hash: hash.clone(),
+                        revision: *revision,
+                        template: rollout.spec.template.clone(),
+                        desired: 0,
+                        deadline: None,
+                        role: None,
+                    },
+                )?,
+                Action::ScaleRevision { hash, replicas, .. } => {
+                    tx.set_desired(&name, hash, *replicas)?;
+                    if let Some(mut spec) = spec_of(hash) {
+                        if spec.revision == 0 {
+                            spec.revision = created_revision(plan, hash);
+                        }
+                        let n = u32::try_from(*replicas).unwrap_or(0);
+                        if let Err(e) = self.supervisor.scale(&spec, n) {
+                            tracing::warn!(rollout = %name, %hash, error = %e, "scaling failed");
+                        }
+                    }
+                }
+                Action::SetScaleDownDeadline { hash, deadline } => {
+                    tx.set_deadline(&name, hash, *deadline)?
+                }
+                Action::SwitchService { service, to, .. } => tx.set_selector(service, to)?,
+                Action::StartAnalysis(req) => tx.put_run(
+                    &name,
+                    &RunRow {
+                        name: req.name.clone(),
+                        kind: match req.kind {
+                            AnalysisKind::PrePromotion => "pre".into(),
+                            AnalysisKind::PostPromotion => "post".into(),
+                        },
+                        hash: req.hash.clone(),
+                        phase: format!("{:?}", AnalysisPhase::Error),
+                        message: Some(NO_ANALYSIS_ENGINE.into()),
+                        created_at: now,
+                        terminated: false,
+                    },
+                )?,
+                Action::TerminateAnalysis { name: run } => {
+                    if let Some(mut row) = tx.runs(&name)?.into_iter().find(|r| &r.name == run) {
+                        row.terminated = true;
+                        tx.put_run(&name, &row)?;
+                    }
+                }
+                Action::DeleteAnalysisRun { name: run } => tx.delete_run(run)?,
+                Action::DeleteRevision { hash } => {
+                    if let Some(spec) = spec_of(hash) {
+                        let _ = self.supervisor.scale(&spec, 0);
+                    }
+                    tx.delete_revision(&name, hash)?;
+                }
+                Action::SetRevisionRole { hash, role } => tx.set_role(
+                    &name,
+                    hash,
+                    role.map(|r| match r {
+                        RevisionRole::Active => "Active",
+                        RevisionRole::Preview => "Preview",
+                    }),
+                )?,
+                Action::RestartPods {
+                    hash,
+                    before,
+                    max_unavailable,
+                } => self.supervisor.restart_before(
+                    &name,
+                    hash,
+                    *before,
+                    u32::try_from(*max_unavailable).unwrap_or(1),
+                ),
+            }
+        }
+        tx.put_status(&name, &plan.status)?;
+        let events: Vec<EventRow> = plan
+            .events
+            .iter()
+            .map(|e| EventRow {
+                at: now,
+                severity: match e.severity {
+                    EventSeverity::Normal => "Normal".into(),
+                    EventSeverity::Warning => "Warning".into(),
+                },
+                reason: e.reason.to_string(),
+                message: e.message.clone(),
+            })
+            .collect();
+        for e in &events {
+            tracing::info!(rollout = %name, reason = %e.reason, "{}", e.message);
+        }
+        tx.add_events(&name, &events)
+    }
+}
+
+fn created_revision(plan: &Plan, hash: &str) -> i64 {
+    plan.actions
+        .iter()
+        .find_map(|a| match a {
+            Action::CreateRevision { hash: h, revision } if h == hash => Some(*revision),
+            _ => None,
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,247 @@
+//! The single-host controller loop: observe (state store, supervised processes, router) →
+//! `plan()` → execute → persist, for every rollout, whenever something changes or a timer is
+//! due.
+
+mod execute;
+mod observe;
+mod routes;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cutover_core::plan::plan;
+use cutover_router::Router;
+use jiff::Timestamp;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{Store, StoreError};
+use crate::supervisor::{ReplicaRecord, RevisionSpec, Supervisor};
+
+/// The longest the loop sleeps without a reason: it refreshes what the router serves.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Settings of the engine.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Address the Services' listeners bind to.
+    pub bind_address: IpAddr,
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A Service's listener could not be bound.
+    #[error(
+        "service {service}: cannot listen on {addr}: {reason} (is another process using the port?)"
+    )]
+    Bind {
+        /// Service name.
+        service: String,
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The engine: one per daemon.
+pub struct Engine {
+    pub(crate) store: Arc<Store>,
+    pub(crate) supervisor: Supervisor,
+    pub(crate) router: Router,
+    pub(crate) config: EngineConfig,
+    /// Description of the table last installed per Service.
+    pub(crate) installed: Mutex<HashMap<String, String>>,
+    pub(crate) wake: Arc<Notify>,
+}
+
+impl Engine {
+    /// An engine over a store, a supervisor and a router.
+    pub fn new(
+        store: Arc<Store>,
+        supervisor: Supervisor,
+        router: Router,
+        config: EngineConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            supervisor,
+            router,
+            config,
+            installed: Mutex::new(HashMap::new()),
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The router.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The supervisor.
+    pub fn supervisor(&self) -> &Supervisor {
+        &self.supervisor
+    }
+
+    /// Asks the loop to run a pass now (after an apply or a user operation).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Brings the world back after a (re)start: listeners for every stored Service, the
+    /// processes that survived re-adopted and the missing ones started, route tables installed
+    /// from the stored selections — so the active revision does not move.
+    pub async fn start(&self) -> Result<(), EngineError> {
+        self.bind_services().await?;
+        let rollouts = self.store.read(|tx| tx.rollouts())?;
+        for rollout in rollouts {
+            let name = rollout.metadata.name.clone().unwrap_or_default();
+            let revisions = self.store.read(|tx| tx.revisions(&name))?;
+            for row in revisions {
+                let spec = RevisionSpec {
+                    rollout: name.clone(),
+                    hash: row.hash.clone(),
+                    revision: row.revision,
+                    template: row.template.clone(),
+                };
+                let records: Vec<ReplicaRecord> = self
+                    .store
+                    .read(|tx| tx.replica_records(&name, &row.hash))?
+                    .and_then(|json| serde_json::from_str(&json).ok())
+                    .unwrap_or_default();
+                if !records.is_empty() {
+                    self.supervisor.adopt(&spec, &records);
+                }
+                if row.desired > 0
+                    && let Err(e) = self
+                        .supervisor
+                        .scale(&spec, u32::try_from(row.desired).unwrap_or(0))
+                {
+                    tracing::warn!(rollout = %name, hash = %row.hash, error = %e, "cannot start replicas");
+                }
+            }
+        }
+        self.store.read(|tx| self.install_routes(tx))?;
+        Ok(())
+    }
+
+    /// Binds a listener for every stored Service that has none (first port of its spec).
+    pub async fn bind_services(&self) -> Result<(), EngineError> {
+        let services = self.store.read(|tx| tx.services())?;
+        for service in services {
+            let name = service.metadata.name.clone().unwrap_or_default();
+            if self.router.service(&name).is_some() {
+                continue;
+            }
+            let port = service
+                .spec
+                .as_ref()
+                .and_then(|s| s.ports.as_ref())
+                .and_then(|p| p.first())
+                .map_or(0, |p| u16::try_from(p.port).unwrap_or(0));
+            let addr = SocketAddr::new(self.config.bind_address, port);
+            self.router
+                .bind(&name, addr)
+                .await
+                .map_err(|e| EngineError::Bind {
+                    service: name.clone(),
+                    addr,
+                    reason: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Runs passes until `shutdown` is cancelled.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut changes = self.supervisor.changes();
+        loop {
+            let next = match self.pass() {
+                Ok(next) => next,
+                Err(e) => {
+                    tracing::error!(error = %e, "controller pass failed; retrying");
+                    Some(IDLE_POLL)
+                }
+            };
+            let wait = next.unwrap_or(IDLE_POLL).min(IDLE_POLL);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = self.wake.notified() => {}
+                _ = changes.changed() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One pass over every rollout. Returns when the next timer is due.
+    pub fn pass(&self) -> Result<Option<Duration>, StoreError> {
+        let now = Timestamp::now();
+        let names: Vec<String> = self
+            .store
+            .read(|tx| tx.rollouts())?
+            .into_iter()
+            .filter_map(|r| r.metadata.name)
+            .collect();
+        let mut next: Option<Duration> = None;
+        for name in names {
+            let outcome = self.store.write(|tx| -> Result<_, StoreError> {
+                let Some(rollout) = tx.rollout(&name)? else {
+                    return Ok(None);
+                };
+                let observed = self.observe(tx, &rollout, now)?;
+                let plan = plan(&observed, now);
+                self.execute(tx, &rollout, &plan, now)?;
+                self.save_replica_records(tx, &name)?;
+                let before = rollout
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.blue_green.switch.clone());
+                Ok(Some((
+                    plan,
+                    before,
+                    rollout.spec.strategy.blue_green.active_service.clone(),
+                )))
+            })?;
+            let Some((plan, before, active)) = outcome else {
+                continue;
+            };
+            // A switch confirmed in this pass: export its latency.
+            if let Some(switch) = &plan.status.blue_green.switch
+                && let Some(seconds) = switch.seconds
+                && before
+                    .is_none_or(|b| b.verified_at.is_none() || b.started_at != switch.started_at)
+            {
+                self.router.record_switch(&active, seconds);
+            }
+            if let Some(after) = plan.requeue_after {
+                next = Some(next.map_or(after, |n| n.min(after)));
+            }
+        }
+        self.store.read(|tx| self.install_routes(tx))?;
+        Ok(next)
+    }
+
+    fn save_replica_records(
+        &self,
+        tx: &crate::store::Tx<'_>,
+        rollout: &str,
+    ) -> Result<(), StoreError> {
+        for (hash, replicas) in self.supervisor.revisions(rollout) {
+            let records: Vec<ReplicaRecord> = replicas.iter().filter_map(|r| r.record()).collect();
+            let json = serde_json::to_string(&records).unwrap_or_default();
+            tx.set_replica_records(rollout, &hash, &json)?;
+        }
+        Ok(())
+    }
+}

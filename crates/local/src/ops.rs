@@ -1,0 +1,259 @@
+//! What users do to a running rollout: apply manifests, promote, abort, retry, undo, pause,
+//! resume, restart, set image. Each is one transaction on the stored objects (the same patches
+//! Argo's CLI makes on Kubernetes); the engine acts on them in its next pass.
+
+use cutover_core::api::{Rollout, RolloutStatus};
+use cutover_manifest::{Diagnostics, ManifestSet, Source};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::store::{Store, StoreError, Tx};
+
+/// Why an operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// The manifests did not lint; nothing was applied.
+    #[error("manifests are invalid; nothing was applied:\n{0}")]
+    Invalid(Diagnostics),
+    /// The request cannot be carried out as asked (a container or revision that does not
+    /// exist, a manifest the single-host backend cannot run).
+    #[error("{0}")]
+    Refused(String),
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Names of what an apply created or changed.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct ApplyReport {
+    /// `Kind/name unchanged|configured|created`, one per object.
+    pub objects: Vec<String>,
+}
+
+/// Validates and stores manifests, all or nothing. A Rollout keeps its status; a changed spec
+/// bumps its generation.
+pub fn apply(store: &Store, sources: &[Source]) -> Result<ApplyReport, OpError> {
+    let set = cutover_manifest::load(sources).map_err(OpError::Invalid)?;
+    refuse_unsupported(&set)?;
+    store.write(|tx| -> Result<ApplyReport, OpError> {
+        let mut report = ApplyReport::default();
+        for r in &set.rollouts {
+            let mut rollout = r.value.clone();
+            let name = r.name().to_string();
+            let verb = match tx.rollout(&name)? {
+                Some(old) if old.spec == rollout.spec => {
+                    rollout = old;
+                    "unchanged"
+                }
+                Some(old) => {
+                    rollout.status = old.status;
+                    rollout.metadata.generation = Some(old.metadata.generation.unwrap_or(1) + 1);
+                    "configured"
+                }
+                None => {
+                    rollout.status = None;
+                    rollout.metadata.generation = Some(1);
+                    "created"
+                }
+            };
+            tx.put_rollout(&rollout)?;
+            report.objects.push(format!("Rollout/{name} {verb}"));
+        }
+        for s in &set.services {
+            tx.put_service(&s.value)?;
+            report.objects.push(format!("Service/{} applied", s.name()));
+        }
+        for t in &set.analysis_templates {
+            let json = serde_json::to_string(&t.value).unwrap_or_default();
+            tx.put_object("AnalysisTemplate", t.name(), &json)?;
+            report
+                .objects
+                .push(format!("AnalysisTemplate/{} applied", t.name()));
+        }
+        for t in &set.cluster_analysis_templates {
+            let json = serde_json::to_string(&t.value).unwrap_or_default();
+            tx.put_object("ClusterAnalysisTemplate", t.name(), &json)?;
+            report
+                .objects
+                .push(format!("ClusterAnalysisTemplate/{} applied", t.name()));
+        }
+        Ok(report)
+    })
+}
+
+/// What the single-host backend cannot run yet is refused before anything is stored.
+fn refuse_unsupported(set: &ManifestSet) -> Result<(), OpError> {
+    for r in &set.rollouts {
+        let bg = &r.value.spec.strategy.blue_green;
+        if bg.pre_promotion_analysis.is_some() || bg.post_promotion_analysis.is_some() {
+            return Err(OpError::Refused(format!(
+                "{}: Rollout {}: prePromotionAnalysis/postPromotionAnalysis are not supported by the single-host backend yet; remove them (promotion then waits only for readiness and the pause)",
+                r.file,
+                r.name()
+            )));
+        }
+        let no_command = r
+            .value
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .map(|p| {
+                p.containers
+                    .iter()
+                    .filter(|c| c.command.is_none())
+                    .map(|c| c.name.clone())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        if let Some(container) = no_command.first() {
+            return Err(OpError::Refused(format!(
+                "{}: Rollout {}: container {container:?} has no `command`: the single-host backend runs processes, not images; give the program to run (the image stays the version identity, as $(CUTOVER_IMAGE))",
+                r.file,
+                r.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A user operation on one rollout.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Operation {
+    /// Release pauses; `full` also skips the remaining gates.
+    Promote {
+        /// Skip analysis, pauses and the reduced preview.
+        #[serde(default)]
+        full: bool,
+    },
+    /// Abort the update: active returns to stable.
+    Abort,
+    /// Try an aborted update again.
+    Retry,
+    /// Go back to revision N (default: the previous one).
+    Undo {
+        /// Revision number.
+        #[serde(default)]
+        to_revision: Option<i64>,
+    },
+    /// Halt switching and promotion.
+    Pause,
+    /// Undo `pause`.
+    Resume,
+    /// Restart every pod, a few at a time.
+    Restart,
+    /// Set a container's image (`*` for all).
+    SetImage {
+        /// Container name or `*`.
+        container: String,
+        /// The image.
+        image: String,
+    },
+}
+
+/// Applies an operation to a stored rollout.
+pub fn operate(store: &Store, name: &str, op: &Operation) -> Result<String, OpError> {
+    store.write(|tx| {
+        let mut rollout = tx
+            .rollout(name)?
+            .ok_or_else(|| StoreError::NotFound(name.to_string()))?;
+        let message = change(tx, &mut rollout, op).map_err(OpError::Refused)?;
+        tx.put_rollout(&rollout)?;
+        Ok(message)
+    })
+}
+
+fn change(tx: &Tx<'_>, rollout: &mut Rollout, op: &Operation) -> Result<String, String> {
+    let name = rollout.metadata.name.clone().unwrap_or_default();
+    let status = rollout.status.get_or_insert_with(RolloutStatus::default);
+    let mut spec_changed = false;
+    let message = match op {
+        Operation::Promote { full } => {
+            status.pause_conditions.clear();
+            if *full {
+                status.promote_full = true;
+            }
+            if rollout.spec.paused == Some(true) {
+                rollout.spec.paused = None;
+                spec_changed = true;
+            }
+            format!(
+                "rollout '{name}' promoted{}",
+                if *full { " (full)" } else { "" }
+            )
+        }
+        Operation::Abort => {
+            status.abort = true;
+            format!("rollout '{name}' aborted")
+        }
+        Operation::Retry => {
+            status.abort = false;
+            format!("rollout '{name}' retried")
+        }
+        Operation::Pause => {
+            rollout.spec.paused = Some(true);
+            spec_changed = true;
+            format!("rollout '{name}' paused")
+        }
+        Operation::Resume => {
+            rollout.spec.paused = None;
+            spec_changed = true;
+            format!("rollout '{name}' resumed")
+        }
+        Operation::Restart => {
+            rollout.spec.restart_at = Some(Time(Timestamp::now()));
+            spec_changed = true;
+            format!("rollout '{name}' restarts")
+        }
+        Operation::Undo { to_revision } => {
+            let current = status.current_revision.unwrap_or(0);
+            let revisions = tx.revisions(&name).map_err(|e| e.to_string())?;
+            let target = revisions
+                .iter()
+                .filter(|r| match to_revision {
+                    Some(n) => r.revision == *n,
+                    None => r.revision < current,
+                })
+                .max_by_key(|r| r.revision)
+                .ok_or_else(|| match to_revision {
+                    Some(n) => format!("rollout '{name}' has no revision {n}; `cutover get rollout {name}` lists them"),
+                    None => format!("rollout '{name}' has no revision before {current} to go back to"),
+                })?;
+            rollout.spec.template = target.template.clone();
+            spec_changed = true;
+            format!("rollout '{name}' undo to revision {}", target.revision)
+        }
+        Operation::SetImage { container, image } => {
+            let pod = rollout
+                .spec
+                .template
+                .spec
+                .as_mut()
+                .ok_or_else(|| format!("rollout '{name}' has no pod spec"))?;
+            let mut found = false;
+            for c in pod
+                .containers
+                .iter_mut()
+                .filter(|c| container == "*" || c.name == *container)
+            {
+                c.image = Some(image.clone());
+                found = true;
+            }
+            if !found {
+                let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+                return Err(format!(
+                    "rollout '{name}' has no container {container:?}; its containers: {}",
+                    names.join(", ")
+                ));
+            }
+            spec_changed = true;
+            format!("rollout '{name}' image updated")
+        }
+    };
+    if spec_changed {
+        rollout.metadata.generation = Some(rollout.metadata.generation.unwrap_or(1) + 1);
+    }
+    Ok(message)
+}

@@ -1,0 +1,557 @@
+//! The single-host state: one SQLite file (WAL) under the state directory holding the applied
+//! objects, each Rollout's status, its revisions (template, size, scale-down deadline), the
+//! replica records needed to re-adopt processes after a crash, AnalysisRuns and events.
+//!
+//! Everything one controller pass changes is written in one transaction, so a crash leaves
+//! either the state before the pass or after it; the next pass re-observes and re-plans.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use cutover_core::api::{Rollout, RolloutStatus};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+/// Schema version written to `PRAGMA user_version`; bump with a migration step in `migrate`.
+const SCHEMA_VERSION: i64 = 1;
+
+/// Why a state operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused an operation (corrupt file, disk full, locked by another daemon).
+    #[error("state database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored object no longer parses (written by an incompatible version).
+    #[error("state database holds an unreadable {what}: {source}")]
+    Corrupt {
+        /// What was being read.
+        what: &'static str,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The state file was written by a newer cutover.
+    #[error(
+        "state database schema {found} is newer than this cutover understands ({SCHEMA_VERSION}): upgrade cutover"
+    )]
+    TooNew {
+        /// The version found.
+        found: i64,
+    },
+    /// No such rollout.
+    #[error("rollout {0:?} not found: apply its manifest first (`cutover apply -f FILE`)")]
+    NotFound(String),
+}
+
+/// A revision as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RevisionRow {
+    /// Pod-template hash.
+    pub hash: String,
+    /// Revision number.
+    pub revision: i64,
+    /// Its pod template (for starting processes and for undo).
+    pub template: PodTemplateSpec,
+    /// Pods asked for.
+    pub desired: i32,
+    /// Scale-down deadline.
+    pub deadline: Option<Timestamp>,
+    /// Role whose metadata it carries ("Active", "Preview" or none).
+    pub role: Option<String>,
+}
+
+/// An AnalysisRun as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRow {
+    /// Run name.
+    pub name: String,
+    /// "pre" or "post".
+    pub kind: String,
+    /// Revision analysed.
+    pub hash: String,
+    /// Phase name (`AnalysisPhase` as text).
+    pub phase: String,
+    /// Message.
+    pub message: Option<String>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Asked to stop.
+    pub terminated: bool,
+}
+
+/// A stored event.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EventRow {
+    /// When.
+    pub at: Timestamp,
+    /// "Normal" or "Warning".
+    pub severity: String,
+    /// Reason.
+    pub reason: String,
+    /// Message.
+    pub message: String,
+}
+
+/// The state database.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating if needed) `<dir>/state.db`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(dir.join("state.db"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (transactions roll back).
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in one transaction, committed when it returns Ok and rolled back otherwise.
+    pub fn write<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut conn = self.conn();
+        let tx = Tx(conn.transaction().map_err(StoreError::from)?);
+        let out = f(&tx)?;
+        tx.0.commit().map_err(StoreError::from)?;
+        Ok(out)
+    }
+
+    /// Reads inside one (read) transaction, for a consistent snapshot.
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn();
+        let tx = Tx(conn.transaction()?);
+        f(&tx)
+    }
+}
+
+/// A transaction over the state.
+pub struct Tx<'c>(Transaction<'c>);
+
+impl Tx<'_> {
+    /// Every rollout, by name.
+    pub fn rollouts(&self) -> Result<Vec<Rollout>, StoreError> {
+        let mut stmt = self
+            .0
+            .prepare("SELECT object FROM rollouts ORDER BY name")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|text| parse(&text?, "rollout")).collect()
+    }
+
+    /// One rollout.
+    pub fn rollout(&self, name: &str) -> Result<Option<Rollout>, StoreError> {
+        let text: Option<String> = self
+            .0
+            .query_row("SELECT object FROM rollouts WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        text.map(|t| parse(&t, "rollout")).transpose()
+    }
+
+    /// Inserts or replaces a rollout (spec, metadata and status together).
+    pub fn put_rollout(&self, rollout: &Rollout) -> Result<(), StoreError> {
+        let name = rollout.metadata.name.clone().unwrap_or_default();
+        self.0.execute(
+            "INSERT INTO rollouts (name, object) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET object = excluded.object",
+            params![name, to_json(rollout)],
+        )?;
+        Ok(())
+    }
+
+    /// Writes a rollout's status, keeping its spec.
+    pub fn put_status(&self, name: &str, status: &RolloutStatus) -> Result<(), StoreError> {
+        let mut rollout = self
+            .rollout(name)?
+            .ok_or_else(|| StoreError::NotFound(name.to_string()))?;
+        rollout.status = Some(status.clone());
+        self.put_rollout(&rollout)
+    }
+
+    /// Every Service.
+    pub fn services(&self) -> Result<Vec<Service>, StoreError> {
+        let mut stmt = self
+            .0
+            .prepare("SELECT object FROM services ORDER BY name")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|text| parse(&text?, "service")).collect()
+    }
+
+    /// Inserts or replaces a Service.
+    pub fn put_service(&self, service: &Service) -> Result<(), StoreError> {
+        let name = service.metadata.name.clone().unwrap_or_default();
+        self.0.execute(
+            "INSERT INTO services (name, object) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET object = excluded.object",
+            params![name, to_json(service)],
+        )?;
+        Ok(())
+    }
+
+    /// Inserts or replaces another applied object (analysis templates) by kind and name.
+    pub fn put_object(&self, kind: &str, name: &str, json: &str) -> Result<(), StoreError> {
+        self.0.execute(
+            "INSERT INTO objects (kind, name, object) VALUES (?1, ?2, ?3)
+             ON CONFLICT(kind, name) DO UPDATE SET object = excluded.object",
+            params![kind, name, json],
+        )?;
+        Ok(())
+    }
+
+    /// Revisions of a rollout, oldest first.
+    pub fn revisions(&self, rollout: &str) -> Result<Vec<RevisionRow>, StoreError> {
+        let mut stmt = self.0.prepare(
+            "SELECT hash, revision, template, desired, deadline, role FROM revisions
+             WHERE rollout = ?1 ORDER BY revision",
+        )?;
+        let rows = stmt.query_map([rollout], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i32>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (hash, revision, template, desired, deadline, role) = row?;
+            Ok(RevisionRow {
+                hash,
+                revision,
+                template: parse(&template, "revision template")?,
+                desired,
+                deadline: deadline.and_then(|d| d.parse().ok()),
+                role,
+            })
+        })
+        .collect()
+    }
+
+    /// Adds a revision.
+    pub fn insert_revision(&self, rollout: &str, row: &RevisionRow) -> Result<(), StoreError> {
+        self.0.execute(
+            "INSERT OR IGNORE INTO revisions (rollout, hash, revision, template, desired, deadline, role)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                rollout,
+                row.hash,
+                row.revision,
+                to_json(&row.template),
+                row.desired,
+                row.deadline.map(|d| d.to_string()),
+                row.role
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Sets a revision's size.
+    pub fn set_desired(&self, rollout: &str, hash: &str, desired: i32) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE revisions SET desired = ?3 WHERE rollout = ?1 AND hash = ?2",
+            params![rollout, hash, desired],
+        )?;
+        Ok(())
+    }
+
+    /// Sets or clears a revision's scale-down deadline.
+    pub fn set_deadline(
+        &self,
+        rollout: &str,
+        hash: &str,
+        deadline: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE revisions SET deadline = ?3 WHERE rollout = ?1 AND hash = ?2",
+            params![rollout, hash, deadline.map(|d| d.to_string())],
+        )?;
+        Ok(())
+    }
+
+    /// Sets a revision's role.
+    pub fn set_role(
+        &self,
+        rollout: &str,
+        hash: &str,
+        role: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE revisions SET role = ?3 WHERE rollout = ?1 AND hash = ?2",
+            params![rollout, hash, role],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes a revision and its replica records.
+    pub fn delete_revision(&self, rollout: &str, hash: &str) -> Result<(), StoreError> {
+        self.0.execute(
+            "DELETE FROM revisions WHERE rollout = ?1 AND hash = ?2",
+            params![rollout, hash],
+        )?;
+        Ok(())
+    }
+
+    /// The replica records (JSON) of a revision, for re-adoption after a crash.
+    pub fn replica_records(&self, rollout: &str, hash: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT replicas FROM revisions WHERE rollout = ?1 AND hash = ?2",
+                params![rollout, hash],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Saves the replica records (JSON) of a revision.
+    pub fn set_replica_records(
+        &self,
+        rollout: &str,
+        hash: &str,
+        json: &str,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE revisions SET replicas = ?3 WHERE rollout = ?1 AND hash = ?2",
+            params![rollout, hash, json],
+        )?;
+        Ok(())
+    }
+
+    /// Appends events.
+    pub fn add_events(&self, rollout: &str, events: &[EventRow]) -> Result<(), StoreError> {
+        let mut stmt = self.0.prepare(
+            "INSERT INTO events (rollout, at, severity, reason, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for e in events {
+            stmt.execute(params![
+                rollout,
+                e.at.to_string(),
+                e.severity,
+                e.reason,
+                e.message
+            ])?;
+        }
+        // Keep the newest 1000 events of a rollout.
+        self.0.execute(
+            "DELETE FROM events WHERE rollout = ?1 AND id NOT IN
+               (SELECT id FROM events WHERE rollout = ?1 ORDER BY id DESC LIMIT 1000)",
+            [rollout],
+        )?;
+        Ok(())
+    }
+
+    /// The newest `limit` events of a rollout, oldest first.
+    pub fn events(&self, rollout: &str, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+        let mut stmt = self.0.prepare(
+            "SELECT at, severity, reason, message FROM
+               (SELECT * FROM events WHERE rollout = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![rollout, limit], |r| {
+            Ok(EventRow {
+                at: r
+                    .get::<_, String>(0)?
+                    .parse()
+                    .unwrap_or(Timestamp::UNIX_EPOCH),
+                severity: r.get(1)?,
+                reason: r.get(2)?,
+                message: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// AnalysisRuns of a rollout.
+    pub fn runs(&self, rollout: &str) -> Result<Vec<RunRow>, StoreError> {
+        let mut stmt = self.0.prepare(
+            "SELECT name, kind, hash, phase, message, created_at, terminated FROM runs
+             WHERE rollout = ?1 ORDER BY created_at",
+        )?;
+        let rows = stmt.query_map([rollout], |r| {
+            Ok(RunRow {
+                name: r.get(0)?,
+                kind: r.get(1)?,
+                hash: r.get(2)?,
+                phase: r.get(3)?,
+                message: r.get(4)?,
+                created_at: r
+                    .get::<_, String>(5)?
+                    .parse()
+                    .unwrap_or(Timestamp::UNIX_EPOCH),
+                terminated: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Adds or updates an AnalysisRun.
+    pub fn put_run(&self, rollout: &str, run: &RunRow) -> Result<(), StoreError> {
+        self.0.execute(
+            "INSERT INTO runs (name, rollout, kind, hash, phase, message, created_at, terminated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT(name) DO UPDATE SET phase = excluded.phase, message = excluded.message,
+               terminated = excluded.terminated",
+            params![
+                run.name,
+                rollout,
+                run.kind,
+                run.hash,
+                run.phase,
+                run.message,
+                run.created_at.to_string(),
+                run.terminated
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes an AnalysisRun.
+    pub fn delete_run(&self, name: &str) -> Result<(), StoreError> {
+        self.0.execute("DELETE FROM runs WHERE name = ?1", [name])?;
+        Ok(())
+    }
+
+    /// The selector hash the router applies to a Service, and since when.
+    pub fn selector(&self, service: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT hash FROM selectors WHERE service = ?1",
+                [service],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Points a Service's selector at a hash.
+    pub fn set_selector(&self, service: &str, hash: &str) -> Result<(), StoreError> {
+        self.0.execute(
+            "INSERT INTO selectors (service, hash) VALUES (?1, ?2)
+             ON CONFLICT(service) DO UPDATE SET hash = excluded.hash",
+            params![service, hash],
+        )?;
+        Ok(())
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew { found: version });
+    }
+    if version < 1 {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE rollouts (name TEXT PRIMARY KEY, object TEXT NOT NULL);
+             CREATE TABLE services (name TEXT PRIMARY KEY, object TEXT NOT NULL);
+             CREATE TABLE objects (kind TEXT NOT NULL, name TEXT NOT NULL, object TEXT NOT NULL,
+                                   PRIMARY KEY (kind, name));
+             CREATE TABLE revisions (
+               rollout TEXT NOT NULL, hash TEXT NOT NULL, revision INTEGER NOT NULL,
+               template TEXT NOT NULL, desired INTEGER NOT NULL DEFAULT 0,
+               deadline TEXT, role TEXT, replicas TEXT,
+               PRIMARY KEY (rollout, hash));
+             CREATE TABLE selectors (service TEXT PRIMARY KEY, hash TEXT NOT NULL);
+             CREATE TABLE runs (
+               name TEXT PRIMARY KEY, rollout TEXT NOT NULL, kind TEXT NOT NULL,
+               hash TEXT NOT NULL, phase TEXT NOT NULL, message TEXT,
+               created_at TEXT NOT NULL, terminated INTEGER NOT NULL DEFAULT 0);
+             CREATE TABLE events (
+               id INTEGER PRIMARY KEY AUTOINCREMENT, rollout TEXT NOT NULL, at TEXT NOT NULL,
+               severity TEXT NOT NULL, reason TEXT NOT NULL, message TEXT NOT NULL);
+             CREATE INDEX events_by_rollout ON events (rollout, id);
+             PRAGMA user_version = 1;
+             COMMIT;",
+        )?;
+    }
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    // Plain data types always serialize.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &'static str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Corrupt { what, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cutover_core::fixtures::RolloutBuilder;
+
+    #[test]
+    fn rollouts_revisions_and_events_round_trip_and_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rollout = RolloutBuilder::new("app").build();
+        {
+            let store = Store::open(dir.path()).expect("open");
+            store
+                .write(|tx| {
+                    tx.put_rollout(&rollout)?;
+                    tx.insert_revision(
+                        "app",
+                        &RevisionRow {
+                            hash: "h1".into(),
+                            revision: 1,
+                            template: rollout.spec.template.clone(),
+                            desired: 3,
+                            deadline: None,
+                            role: None,
+                        },
+                    )?;
+                    tx.set_selector("app-active", "h1")?;
+                    tx.add_events(
+                        "app",
+                        &[EventRow {
+                            at: Timestamp::UNIX_EPOCH,
+                            severity: "Normal".into(),
+                            reason: "RolloutUpdated".into(),
+                            message: "m".into(),
+                        }],
+                    )
+                })
+                .expect("write");
+        }
+        let store = Store::open(dir.path()).expect("reopen");
+        store
+            .read(|tx| {
+                assert_eq!(tx.rollout("app")?, Some(rollout.clone()));
+                assert_eq!(tx.revisions("app")?[0].desired, 3);
+                assert_eq!(tx.selector("app-active")?.as_deref(), Some("h1"));
+                assert_eq!(tx.events("app", 10)?.len(), 1);
+                Ok(())
+            })
+            .expect("read");
+    }
+
+    #[test]
+    fn a_failed_transaction_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let result: Result<(), StoreError> = store.write(|tx| {
+            tx.put_rollout(&RolloutBuilder::new("app").build())?;
+            Err(StoreError::NotFound("boom".into()))
+        });
+        assert!(result.is_err());
+        assert_eq!(store.read(|tx| tx.rollouts()).expect("read").len(), 0);
+    }
+}
