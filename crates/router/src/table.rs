@@ -161,11 +161,22 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     hash
 }
 
+/// The 64-bit finalizer of MurmurHash3 (fmix64): every input bit affects every output bit.
+pub(crate) fn mix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
 /// A point in `[0, total)` for the weighted choice: the sticky key's hash, else random.
 pub(crate) fn split_point(key: Option<&[u8]>, total: u64) -> u64 {
     match key {
-        // Multiply-shift maps the hash uniformly onto [0, total) without modulo bias.
-        Some(key) => ((u128::from(fnv1a(key)) * u128::from(total)) >> 64) as u64,
+        // FNV-1a leaves its high bits poorly mixed for keys that differ only at the end
+        // ("client-1", "client-2"), so a finalizer mixes them before multiply-shift maps the
+        // hash uniformly onto [0, total) without modulo bias.
+        Some(key) => ((u128::from(mix64(fnv1a(key))) * u128::from(total)) >> 64) as u64,
         None => fastrand::u64(0..total),
     }
 }
@@ -225,6 +236,15 @@ mod tests {
         assert_eq!(hit(headers(&[("x-canary", "true")])), Some(7));
         assert_eq!(hit(headers(&[("x-user", "qa-1")])), Some(8));
         assert_eq!(hit(headers(&[("x-canary", "no")])), None);
+    }
+
+    #[test]
+    fn sticky_split_is_proportional_for_keys_that_differ_only_at_the_end() {
+        let to_second = (0..1000)
+            .map(|i| format!("client-{i}"))
+            .filter(|k| pick_weighted([80, 20], split_point(Some(k.as_bytes()), 100)) == Some(1))
+            .count();
+        assert!((150..=250).contains(&to_second), "{to_second} of 1000");
     }
 
     #[test]
