@@ -318,8 +318,7 @@ impl Load {
         for t in self.threads {
             let _ = t.join();
         }
-        let samples = self.samples.lock().expect("lock").clone();
-        samples
+        self.samples.lock().expect("lock").clone()
     }
 }
 
