@@ -66,6 +66,11 @@ enum Command {
         #[command(subcommand)]
         what: GetWhat,
     },
+    /// Stop something running.
+    Terminate {
+        #[command(subcommand)]
+        what: TerminateWhat,
+    },
     /// List rollouts.
     List {
         #[command(subcommand)]
@@ -146,6 +151,10 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Expand/contract database migrations: plan, status, expand, backfill, contract, rollback.
+    Migrate(commands::migrate::MigrateArgs),
+    /// Run the Kubernetes controller (in-cluster config or a kubeconfig).
+    Controller(cutover_kube::cli::ControllerArgs),
     /// Print the version, the git commit it was built from, and the API version it reads.
     Version,
 }
@@ -162,6 +171,23 @@ enum GetWhat {
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value_t = commands::get::Output::Text)]
         output: commands::get::Output,
+    },
+    /// An AnalysisRun: each metric's measurements.
+    Analysisrun {
+        /// Run name.
+        name: String,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = commands::get::Output::Text)]
+        output: commands::get::Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TerminateWhat {
+    /// Stop a running AnalysisRun (it ends Successful unless a metric already failed).
+    Analysisrun {
+        /// Run name.
+        name: String,
     },
 }
 
@@ -236,6 +262,12 @@ fn run(command: Command, state_dir: &std::path::Path) -> anyhow::Result<ExitCode
                     output,
                 },
         } => get::get(&name, watch, output, dir),
+        Command::Get {
+            what: GetWhat::Analysisrun { name, output },
+        } => commands::analysis::get(&name, output, dir),
+        Command::Terminate {
+            what: TerminateWhat::Analysisrun { name },
+        } => commands::analysis::terminate(&name, dir),
         Command::List {
             what: ListWhat::Rollouts { output },
         } => get::list(output, dir),
@@ -264,6 +296,8 @@ fn run(command: Command, state_dir: &std::path::Path) -> anyhow::Result<ExitCode
         Command::Crds { output } => commands::crds::run(output),
         Command::Demo(args) => commands::demo::run(args),
         Command::DemoApp { args } => Ok(cutover_demo_app::main_with(args)),
+        Command::Migrate(args) => commands::migrate::run(args),
+        Command::Controller(args) => cutover_kube::cli::run(args),
         Command::Version => commands::version::run(),
     }
 }

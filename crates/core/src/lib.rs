@@ -4,6 +4,7 @@
 //! controller) observe the world, call [`plan::plan`] with the time, and execute the returned
 //! actions.
 
+pub mod analysis;
 pub mod api;
 pub mod crds;
 pub mod fixtures;

@@ -85,14 +85,6 @@ pub fn apply(store: &Store, sources: &[Source]) -> Result<ApplyReport, OpError> 
 /// What the single-host backend cannot run yet is refused before anything is stored.
 fn refuse_unsupported(set: &ManifestSet) -> Result<(), OpError> {
     for r in &set.rollouts {
-        let bg = &r.value.spec.strategy.blue_green;
-        if bg.pre_promotion_analysis.is_some() || bg.post_promotion_analysis.is_some() {
-            return Err(OpError::Refused(format!(
-                "{}: Rollout {}: prePromotionAnalysis/postPromotionAnalysis are not supported by the single-host backend yet; remove them (promotion then waits only for readiness and the pause)",
-                r.file,
-                r.name()
-            )));
-        }
         let no_command = r
             .value
             .spec

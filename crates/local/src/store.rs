@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// Schema version written to `PRAGMA user_version`; bump with a migration step in `migrate`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Why a state operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +79,9 @@ pub struct RunRow {
     /// Asked to stop.
     pub terminated: bool,
 }
+
+/// A run's rollout, resolved spec (JSON) and status (JSON).
+pub type RunState = (String, Option<String>, Option<String>);
 
 /// A stored event.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -422,6 +425,56 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Stores a run's resolved spec and status (JSON), with its phase and message.
+    pub fn set_run_state(
+        &self,
+        name: &str,
+        phase: &str,
+        message: Option<&str>,
+        spec: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE runs SET phase = ?2, message = ?3, spec = COALESCE(?4, spec),
+               status = COALESCE(?5, status) WHERE name = ?1",
+            params![name, phase, message, spec, status],
+        )?;
+        Ok(())
+    }
+
+    /// A run's rollout, resolved spec and status (JSON), if stored.
+    pub fn run_state(&self, name: &str) -> Result<Option<RunState>, StoreError> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT rollout, spec, status FROM runs WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
+    }
+
+    /// Names of runs in a phase, with their rollouts (for resuming after a restart).
+    pub fn runs_in_phase(&self, phase: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .0
+            .prepare("SELECT name, rollout FROM runs WHERE phase = ?1 ORDER BY created_at")?;
+        let rows = stmt.query_map([phase], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Another applied object (an analysis template) by kind and name, as JSON.
+    pub fn object(&self, kind: &str, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT object FROM objects WHERE kind = ?1 AND name = ?2",
+                params![kind, name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// Deletes an AnalysisRun.
     pub fn delete_run(&self, name: &str) -> Result<(), StoreError> {
         self.0.execute("DELETE FROM runs WHERE name = ?1", [name])?;
@@ -478,6 +531,17 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
                severity TEXT NOT NULL, reason TEXT NOT NULL, message TEXT NOT NULL);
              CREATE INDEX events_by_rollout ON events (rollout, id);
              PRAGMA user_version = 1;
+             COMMIT;",
+        )?;
+    }
+    if version < 2 {
+        // The analysis engine keeps each run's resolved spec (metrics after argument
+        // substitution) and its whole AnalysisRunStatus, so a restarted daemon resumes it.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE runs ADD COLUMN spec TEXT;
+             ALTER TABLE runs ADD COLUMN status TEXT;
+             PRAGMA user_version = 2;
              COMMIT;",
         )?;
     }

@@ -8,6 +8,7 @@
 //! [`ServiceHandle::drained`] and [`ServiceHandle::serving`] are what the planner verifies with.
 
 mod body;
+mod counters;
 mod error;
 mod headers;
 mod listener;
@@ -27,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use counters::RevisionCounters;
 pub use error::RouterError;
 pub use service::ServiceHandle;
 pub use table::{
@@ -181,6 +183,12 @@ impl Router {
     /// OpenMetrics text of all metrics.
     pub fn metrics_text(&self) -> String {
         self.inner.shared.metrics.encode()
+    }
+
+    /// Cumulative request counters and latency histogram of one revision behind one Service,
+    /// or None when it has served nothing yet.
+    pub fn revision_counters(&self, service: &str, revision: &str) -> Option<RevisionCounters> {
+        counters::parse(&self.metrics_text(), service, revision)
     }
 
     /// Records a measured switch latency (install to verified) for `service`.

@@ -290,6 +290,10 @@ pub fn render(view: &RolloutView, tty: bool) -> String {
             );
         }
     }
+    let runs = super::analysis::render_runs(view);
+    if !runs.is_empty() {
+        let _ = write!(out, "\n{runs}");
+    }
     if !view.events.is_empty() {
         let _ = writeln!(out, "\nEvents:");
         for e in view.events.iter().rev().take(8).rev() {

@@ -1,11 +1,13 @@
 //! One module per verb.
 
+pub mod analysis;
 pub mod convert;
 pub mod crds;
 pub mod demo;
 pub mod get;
 pub mod lint;
 pub mod logs;
+pub mod migrate;
 pub mod target;
 pub mod up;
 pub mod verbs;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use super::server::{ApiFile, ApplyRequest, ErrorBody, SourceDto};
-use super::view::RolloutView;
+use super::view::{RolloutView, RunView};
 use crate::ops::{ApplyReport, Operation};
 
 /// Why a call to the daemon failed.
@@ -82,6 +82,22 @@ impl Client {
                 self.http
                     .post(self.url(&format!("/v1/rollouts/{name}/ops")))
                     .json(op),
+            )
+            .await?;
+        Ok(answer["message"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// One AnalysisRun with its measurements.
+    pub async fn analysis_run(&self, name: &str) -> Result<RunView, ClientError> {
+        self.get(&format!("/v1/analysisruns/{name}")).await
+    }
+
+    /// Terminates an AnalysisRun; returns the daemon's message.
+    pub async fn terminate_run(&self, name: &str) -> Result<String, ClientError> {
+        let answer: serde_json::Value = self
+            .send(
+                self.http
+                    .post(self.url(&format!("/v1/analysisruns/{name}/terminate"))),
             )
             .await?;
         Ok(answer["message"].as_str().unwrap_or_default().to_string())

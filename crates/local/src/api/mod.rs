@@ -9,7 +9,7 @@ mod view;
 
 pub use client::{Client, ClientError};
 pub use server::{ApiFile, serve};
-pub use view::{ReplicaView, RevisionView, RolloutView, ServiceView};
+pub use view::{ReplicaView, RevisionView, RolloutView, RunView, ServiceView};
 
 /// File in the state directory naming the API address and token.
 pub const API_FILE: &str = "api.json";

@@ -93,6 +93,8 @@ pub async fn serve(
         .route("/v1/rollouts/{name}", get(one))
         .route("/v1/rollouts/{name}/ops", post(operate))
         .route("/v1/apply", post(apply))
+        .route("/v1/analysisruns/{name}", get(analysis_run))
+        .route("/v1/analysisruns/{name}/terminate", post(terminate_run))
         .layer(middleware::from_fn_with_state(state.clone(), authorize));
     let app = Router::new()
         .route("/metrics", get(metrics))
@@ -175,6 +177,39 @@ async fn operate(
             Json(serde_json::json!({ "message": message })).into_response()
         }
         Err(e) => op_error(e),
+    }
+}
+
+async fn analysis_run(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Response {
+    match state.engine.run_view(&name) {
+        Ok(Some(v)) => Json(v).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "analysis run {name:?} not found: `cutover get rollout NAME` lists a rollout's runs"
+            ),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn terminate_run(State(state): State<AppState>, UrlPath(name): UrlPath<String>) -> Response {
+    let rollout = match state.engine.run_view(&name) {
+        Ok(Some(v)) => v.rollout,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "analysis run {name:?} not found: `cutover get rollout NAME` lists a rollout's runs"
+                ),
+            );
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    match state.engine.terminate_run(&rollout, &name) {
+        Ok(_) => Json(serde_json::json!({ "message": format!("analysisrun '{name}' terminated") }))
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

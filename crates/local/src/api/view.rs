@@ -1,7 +1,7 @@
 //! What the API returns about a rollout: the object with its status, its revisions with their
 //! processes, its Services with what they serve, and recent events.
 
-use cutover_core::api::Rollout;
+use cutover_core::api::{AnalysisRunStatus, Rollout};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,33 @@ pub struct RolloutView {
     pub services: Vec<ServiceView>,
     /// Recent events, oldest first.
     pub events: Vec<EventRow>,
+    /// Its AnalysisRuns, oldest first.
+    #[serde(default)]
+    pub runs: Vec<RunView>,
+}
+
+/// An AnalysisRun and its measurements.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunView {
+    /// Run name.
+    pub name: String,
+    /// Rollout it belongs to.
+    pub rollout: String,
+    /// "pre" or "post".
+    pub kind: String,
+    /// Revision analysed.
+    pub hash: String,
+    /// Phase.
+    pub phase: String,
+    /// Why it is in its phase.
+    pub message: Option<String>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Asked to stop.
+    pub terminated: bool,
+    /// The whole status: metrics and their measurements.
+    pub status: Option<AnalysisRunStatus>,
 }
 
 /// A revision and its processes.
@@ -135,7 +162,26 @@ impl Engine {
                     generation: handle.as_ref().map_or(0, |h| h.generation()),
                 });
             }
+            let mut runs = Vec::new();
+            for r in tx.runs(name)? {
+                let status = tx
+                    .run_state(&r.name)?
+                    .and_then(|(_, _, status)| status)
+                    .and_then(|s| serde_json::from_str(&s).ok());
+                runs.push(RunView {
+                    name: r.name,
+                    rollout: name.to_string(),
+                    kind: r.kind,
+                    hash: r.hash,
+                    phase: r.phase,
+                    message: r.message,
+                    created_at: r.created_at,
+                    terminated: r.terminated,
+                    status,
+                });
+            }
             Ok(Some(RolloutView {
+                runs,
                 events: tx.events(name, 30)?,
                 rollout,
                 revisions,
@@ -152,5 +198,17 @@ fn phase_name(phase: &ReplicaPhase) -> String {
         ReplicaPhase::CrashLoopBackOff { .. } => "CrashLoopBackOff".into(),
         ReplicaPhase::Terminating => "Terminating".into(),
         ReplicaPhase::Stopped => "Stopped".into(),
+    }
+}
+
+impl Engine {
+    /// One AnalysisRun by name, or None.
+    pub fn run_view(&self, run: &str) -> Result<Option<RunView>, StoreError> {
+        let Some((rollout, _, _)) = self.store.read(|tx| tx.run_state(run))? else {
+            return Ok(None);
+        };
+        Ok(self
+            .view(&rollout)?
+            .and_then(|v| v.runs.into_iter().find(|r| r.name == run)))
     }
 }

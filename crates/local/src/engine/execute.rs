@@ -1,17 +1,13 @@
 //! Executes a plan: process changes go to the supervisor at once (it works in the background);
 //! every state change of the pass, status included, is written in one transaction.
 
-use cutover_core::api::{AnalysisPhase, Rollout};
-use cutover_core::plan::{Action, AnalysisKind, EventSeverity, Plan, RevisionRole};
+use cutover_core::api::Rollout;
+use cutover_core::plan::{Action, EventSeverity, Plan, RevisionRole};
 use jiff::Timestamp;
 
 use super::Engine;
-use crate::store::{EventRow, RevisionRow, RunRow, StoreError, Tx};
+use crate::store::{EventRow, RevisionRow, StoreError, Tx};
 use crate::supervisor::RevisionSpec;
-
-/// Why the single-host backend cannot run an analysis yet; the run ends in Error, which aborts
-/// the update (and `apply` refuses such manifests beforehand, so this is a last resort).
-const NO_ANALYSIS_ENGINE: &str = "the single-host backend has no analysis engine yet: remove prePromotionAnalysis/postPromotionAnalysis, or use `cutover promote --full`";
 
 impl Engine {
     /// Applies `plan` for `rollout`. Store writes happen in `tx`, which the caller commits.
@@ -74,26 +70,13 @@ impl Engine {
                     tx.set_deadline(&name, hash, *deadline)?
                 }
                 Action::SwitchService { service, to, .. } => tx.set_selector(service, to)?,
-                Action::StartAnalysis(req) => tx.put_run(
-                    &name,
-                    &RunRow {
-                        name: req.name.clone(),
-                        kind: match req.kind {
-                            AnalysisKind::PrePromotion => "pre".into(),
-                            AnalysisKind::PostPromotion => "post".into(),
-                        },
-                        hash: req.hash.clone(),
-                        phase: format!("{:?}", AnalysisPhase::Error),
-                        message: Some(NO_ANALYSIS_ENGINE.into()),
-                        created_at: now,
-                        terminated: false,
-                    },
-                )?,
+                Action::StartAnalysis(req) => self.start_analysis(tx, rollout, req, now)?,
                 Action::TerminateAnalysis { name: run } => {
                     if let Some(mut row) = tx.runs(&name)?.into_iter().find(|r| &r.name == run) {
                         row.terminated = true;
                         tx.put_run(&name, &row)?;
                     }
+                    self.terminate_analysis(run);
                 }
                 Action::DeleteAnalysisRun { name: run } => tx.delete_run(run)?,
                 Action::DeleteRevision { hash } => {

@@ -2,6 +2,7 @@
 //! `plan()` → execute → persist, for every rollout, whenever something changes or a timer is
 //! due.
 
+mod analysis;
 mod execute;
 mod observe;
 mod routes;
@@ -59,6 +60,8 @@ pub struct Engine {
     /// Description of the table last installed per Service.
     pub(crate) installed: Mutex<HashMap<String, String>>,
     pub(crate) wake: Arc<Notify>,
+    /// AnalysisRun runners of this daemon.
+    pub(crate) runners: analysis::Runners,
 }
 
 impl Engine {
@@ -76,6 +79,7 @@ impl Engine {
             config,
             installed: Mutex::new(HashMap::new()),
             wake: Arc::new(Notify::new()),
+            runners: analysis::Runners::default(),
         })
     }
 
@@ -92,6 +96,24 @@ impl Engine {
     /// The supervisor.
     pub fn supervisor(&self) -> &Supervisor {
         &self.supervisor
+    }
+
+    /// Terminates a running AnalysisRun (`cutover terminate analysisrun`): its runner stops
+    /// and the run ends Successful unless a metric already failed.
+    pub fn terminate_run(&self, rollout: &str, run: &str) -> Result<bool, StoreError> {
+        let found = self.store.write(|tx| -> Result<bool, StoreError> {
+            let Some(mut row) = tx.runs(rollout)?.into_iter().find(|r| r.name == run) else {
+                return Ok(false);
+            };
+            row.terminated = true;
+            tx.put_run(rollout, &row)?;
+            Ok(true)
+        })?;
+        if found {
+            self.terminate_analysis(run);
+            self.wake();
+        }
+        Ok(found)
     }
 
     /// Asks the loop to run a pass now (after an apply or a user operation).
@@ -166,8 +188,13 @@ impl Engine {
     /// Runs passes until `shutdown` is cancelled.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut changes = self.supervisor.changes();
+        if let Err(e) = self.resume_runs() {
+            tracing::error!(error = %e, "cannot resume analysis runs");
+        }
         loop {
-            let next = match self.pass() {
+            let result = self.pass();
+            self.start_pending_runs();
+            let next = match result {
                 Ok(next) => next,
                 Err(e) => {
                     tracing::error!(error = %e, "controller pass failed; retrying");

@@ -181,6 +181,22 @@ fn check_metric<T>(o: &Located<T>, path: &FieldPath, m: &Metric, diags: &mut Dia
             diags.push(err(&p, format!("must be {min} or more, got {v}"), help));
         }
     }
+    // Conditions are translated and compiled as the analysis engine will (`{{args.x}}` ones
+    // only once the run resolves them).
+    for (name, cond) in [
+        ("successCondition", &m.success_condition),
+        ("failureCondition", &m.failure_condition),
+    ] {
+        if let Some(c) = cond.as_deref().filter(|c| !c.contains("{{"))
+            && let Err(e) = cutover_core::analysis::Condition::compile(c)
+        {
+            diags.push(err(
+                &path.key(name),
+                format!("invalid condition `{}`: {e}", c.trim()),
+                "write a boolean expression over `result`, e.g. `result[0] >= 0.95` or `len(result) > 0 && result[0] < 0.01`",
+            ));
+        }
+    }
     if let Some(b) = &m.provider.builtin
         && b.query == BuiltinQuery::LatencyQuantile
         && !b.quantile.is_some_and(|q| q > 0.0 && q <= 1.0)

@@ -1,0 +1,106 @@
+//! cutover's analysis providers and the runner of one AnalysisRun.
+//!
+//! Every provider sits behind [`Provider`]: given a metric (arguments already substituted) it
+//! returns an [`Outcome`] — a value or an error, never a panic. [`runner::run`] drives the pure
+//! state machine of `cutover_core::analysis` with real time and these providers.
+
+pub mod builtin;
+pub mod prometheus;
+pub mod runner;
+pub mod web;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use cutover_core::analysis::Measured;
+use cutover_core::api::Metric;
+
+pub use builtin::{BuiltinProvider, CounterSample, CounterSource};
+pub use prometheus::PrometheusProvider;
+pub use runner::{RunControl, run};
+pub use web::WebProvider;
+
+/// A boxed future, so providers can be used as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What one measurement gave.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// The value, or why there is none.
+    pub measured: Measured,
+    /// Details worth showing (the resolved query or URL).
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Outcome {
+    /// An error outcome.
+    pub fn error(message: impl Into<String>) -> Self {
+        Self {
+            measured: Measured::Error(message.into()),
+            metadata: BTreeMap::new(),
+        }
+    }
+}
+
+/// A source of measurements.
+pub trait Provider: Send + Sync {
+    /// Takes one measurement of `metric`.
+    fn measure<'a>(&'a self, metric: &'a Metric) -> BoxFuture<'a, Outcome>;
+}
+
+/// Dispatches on the metric's provider field; what the backend cannot run is an Error
+/// measurement that says so.
+#[derive(Clone)]
+pub struct Providers {
+    /// Prometheus queries.
+    pub prometheus: PrometheusProvider,
+    /// HTTP requests.
+    pub web: WebProvider,
+    /// The router's counters, when the backend has a router.
+    pub builtin: Option<Arc<BuiltinProvider>>,
+    /// Why `job` metrics cannot run here, when they cannot.
+    pub job_unsupported: Option<String>,
+}
+
+impl Default for Providers {
+    fn default() -> Self {
+        Self {
+            prometheus: PrometheusProvider::new(),
+            web: WebProvider::new(),
+            builtin: None,
+            job_unsupported: Some(
+                "job metrics run only on the Kubernetes backend; on one host use a web or builtin metric".into(),
+            ),
+        }
+    }
+}
+
+impl Provider for Providers {
+    fn measure<'a>(&'a self, metric: &'a Metric) -> BoxFuture<'a, Outcome> {
+        let p = &metric.provider;
+        if p.prometheus.is_some() {
+            return self.prometheus.measure(metric);
+        }
+        if p.web.is_some() {
+            return self.web.measure(metric);
+        }
+        if p.builtin.is_some() {
+            return match &self.builtin {
+                Some(b) => b.measure(metric),
+                None => Box::pin(async {
+                    Outcome::error("builtin metrics need cutover's router (single-host backend)")
+                }),
+            };
+        }
+        let message = if p.job.is_some() {
+            self.job_unsupported
+                .clone()
+                .unwrap_or_else(|| "job metrics are not supported here".into())
+        } else {
+            "the metric has no provider".into()
+        };
+        Box::pin(async move { Outcome::error(message) })
+    }
+}

@@ -1,0 +1,149 @@
+//! `get analysisrun NAME` (each metric's measurements), `terminate analysisrun NAME`, and the
+//! AnalysisRun lines of the `get rollout` tree.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use cutover_local::api::{ClientError, RolloutView, RunView};
+
+use super::get::Output;
+use super::target::{client, runtime};
+
+/// `cutover get analysisrun NAME`.
+pub fn get(name: &str, output: Output, state_dir: &Path) -> anyhow::Result<ExitCode> {
+    let client = client(state_dir)?;
+    let rt = runtime()?;
+    let run = match rt.block_on(client.analysis_run(name)) {
+        Ok(r) => r,
+        Err(ClientError::Refused(m)) => {
+            eprintln!("{m}");
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match output {
+        Output::Text => print!("{}", render_run(&run)),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&run)?),
+        Output::Yaml => print!("{}", serde_yaml_ng::to_string(&run)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cutover terminate analysisrun NAME`.
+pub fn terminate(name: &str, state_dir: &Path) -> anyhow::Result<ExitCode> {
+    let client = client(state_dir)?;
+    let rt = runtime()?;
+    match rt.block_on(client.terminate_run(name)) {
+        Ok(m) => {
+            println!("{m}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ClientError::Refused(m)) => {
+            eprintln!("{m}");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Measurement counts of a run: (successful, failed, inconclusive, error).
+fn counts(run: &RunView) -> (i32, i32, i32, i32) {
+    run.status.as_ref().map_or((0, 0, 0, 0), |s| {
+        s.metric_results.iter().fold((0, 0, 0, 0), |a, r| {
+            (
+                a.0 + r.successful,
+                a.1 + r.failed,
+                a.2 + r.inconclusive,
+                a.3 + r.error,
+            )
+        })
+    })
+}
+
+/// One line per run for the rollout tree: `✔ 3 ✖ 0 ? 0 ⚠ 1`.
+pub fn render_runs(view: &RolloutView) -> String {
+    let mut out = String::new();
+    if view.runs.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "AnalysisRuns:");
+    for run in &view.runs {
+        let (ok, failed, inconclusive, error) = counts(run);
+        let _ = writeln!(
+            out,
+            "  {:<44} {:<4} {:<13} ✔ {ok} ✖ {failed} ? {inconclusive} ⚠ {error}{}",
+            run.name,
+            run.kind,
+            run.phase,
+            run.message
+                .as_deref()
+                .map(|m| format!("  {m}"))
+                .unwrap_or_default()
+        );
+    }
+    out
+}
+
+fn render_run(run: &RunView) -> String {
+    let mut out = String::new();
+    let (ok, failed, inconclusive, error) = counts(run);
+    let _ = writeln!(out, "Name:       {}", run.name);
+    let _ = writeln!(
+        out,
+        "Rollout:    {} ({}-promotion, revision {})",
+        run.rollout, run.kind, run.hash
+    );
+    let _ = writeln!(
+        out,
+        "Status:     {}{}",
+        run.phase,
+        if run.terminated { " (terminated)" } else { "" }
+    );
+    if let Some(m) = &run.message {
+        let _ = writeln!(out, "Message:    {m}");
+    }
+    let _ = writeln!(
+        out,
+        "Measured:   ✔ {ok} ✖ {failed} ? {inconclusive} ⚠ {error}"
+    );
+    for m in run.status.iter().flat_map(|s| s.metric_results.iter()) {
+        let _ = writeln!(
+            out,
+            "\nMetric {}{}: {:?} (count {}, successful {}, failed {}, inconclusive {}, error {})",
+            m.name,
+            if m.dry_run { " (dry run)" } else { "" },
+            m.phase,
+            m.count,
+            m.successful,
+            m.failed,
+            m.inconclusive,
+            m.error
+        );
+        if let Some(msg) = &m.message {
+            let _ = writeln!(out, "  {msg}");
+        }
+        for (k, v) in &m.metadata {
+            let _ = writeln!(out, "  {k}: {}", v.trim());
+        }
+        for x in &m.measurements {
+            let at = x
+                .finished_at
+                .as_ref()
+                .or(x.started_at.as_ref())
+                .map(|t| t.0.strftime("%H:%M:%S").to_string())
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {at}  {:<13} {}{}",
+                format!("{:?}", x.phase),
+                x.value.clone().unwrap_or_else(|| "-".into()),
+                x.message
+                    .as_deref()
+                    .map(|m| format!("  {m}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,357 @@
+//! The reconciler, in kube-rs controller-rs's layout: `reconcile` (span, metrics, finalizer) →
+//! `apply` (observe → `plan()` → execute → status → events) or `cleanup` (give the Services their
+//! selectors back). `error_policy` is separate and backs off per object.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cutover_core::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
+use cutover_core::plan::{EventSeverity, Plan, plan};
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::ApiResource;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::error::{Error, is_conflict, is_not_found};
+use crate::execute::Executor;
+use crate::metrics::Metrics;
+use crate::{FINALIZER, MANAGED_BY_ANNOTATION};
+
+/// Settings of the reconciler.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Plan again after this long when the plan names no timer: a safety net for missed
+    /// watch events, not the mechanism (watches wake the controller).
+    pub resync: Duration,
+    /// First retry delay after an error; doubles per consecutive failure of the same object.
+    pub error_backoff: Duration,
+    /// Upper bound of the retry delay.
+    pub max_error_backoff: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(300),
+            error_backoff: Duration::from_millis(500),
+            max_error_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Versions of the APIs the controller needs that differ between Kubernetes releases, found by
+/// discovery at start: EndpointSlices are `discovery.k8s.io/v1` from 1.21 (v1beta1 before),
+/// evictions `policy/v1` from 1.22 (v1beta1 before).
+#[derive(Clone, Debug)]
+pub struct DataPlaneApis {
+    /// The EndpointSlice resource to read.
+    pub endpoint_slices: ApiResource,
+    /// `apiVersion` of Eviction bodies.
+    pub eviction_version: String,
+}
+
+impl DataPlaneApis {
+    /// The newest versions (Kubernetes ≥ 1.22).
+    pub fn current() -> Self {
+        Self {
+            endpoint_slices: endpoint_slice_resource("v1"),
+            eviction_version: "policy/v1".into(),
+        }
+    }
+
+    /// Asks the server which versions it serves; falls back to v1beta1 on old servers.
+    pub async fn discover(client: &Client) -> Result<Self, Error> {
+        let served = |gv: &'static str| {
+            let client = client.clone();
+            async move {
+                match client.list_api_group_resources(gv).await {
+                    Ok(list) => Ok(list),
+                    Err(e) if is_not_found(&e) => Err(None),
+                    Err(e) => Err(Some(Error::kube(format!("discover {gv}"), e))),
+                }
+            }
+        };
+        let slices = match served("discovery.k8s.io/v1").await {
+            Ok(list) if list.resources.iter().any(|r| r.name == "endpointslices") => "v1",
+            Ok(_) | Err(None) => "v1beta1",
+            Err(Some(e)) => return Err(e),
+        };
+        let eviction_version = match served("policy/v1").await {
+            Ok(_) => "policy/v1",
+            Err(None) => "policy/v1beta1",
+            Err(Some(e)) => return Err(e),
+        };
+        tracing::info!(endpointslices = %format!("discovery.k8s.io/{slices}"), eviction = eviction_version, "API versions");
+        Ok(Self {
+            endpoint_slices: endpoint_slice_resource(slices),
+            eviction_version: eviction_version.into(),
+        })
+    }
+}
+
+fn endpoint_slice_resource(version: &str) -> ApiResource {
+    ApiResource {
+        group: "discovery.k8s.io".into(),
+        version: version.into(),
+        api_version: format!("discovery.k8s.io/{version}"),
+        kind: "EndpointSlice".into(),
+        plural: "endpointslices".into(),
+    }
+}
+
+/// Everything a reconcile needs: the single injection point (tests build one on a mock client).
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Publishes Kubernetes Events for the plan's transitions.
+    pub recorder: Recorder,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Reconciler settings.
+    pub config: Config,
+    /// Version-dependent APIs.
+    pub apis: DataPlaneApis,
+    /// Consecutive failures per object, for the error backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context for `client`.
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        config: Config,
+        apis: DataPlaneApis,
+    ) -> Self {
+        Self {
+            client,
+            recorder,
+            metrics,
+            config,
+            apis,
+            failures: Mutex::default(),
+        }
+    }
+
+    fn note_success(&self, key: &str) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(key);
+        }
+    }
+}
+
+/// Reconciles one Rollout: metrics, then the finalizer helper dispatching to apply or cleanup.
+pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_timer();
+    let ns = rollout
+        .namespace()
+        .ok_or(Error::MissingField("namespace"))?;
+    let key = format!("{ns}/{}", rollout.name_any());
+    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
+    let action = finalizer(&api, FINALIZER, rollout, |event| async {
+        match event {
+            Finalizer::Apply(r) => apply(&r, &ctx).await,
+            Finalizer::Cleanup(r) => cleanup(&r, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))?;
+    ctx.note_success(&key);
+    Ok(action)
+}
+
+/// Retries a failed object with exponential backoff, so one broken Rollout neither spins nor
+/// waits five minutes after a transient conflict.
+pub fn error_policy(rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!(
+        "{}/{}",
+        rollout.namespace().unwrap_or_default(),
+        rollout.name_any()
+    );
+    let n = match ctx.failures.lock() {
+        Ok(mut f) => {
+            let n = f.entry(key.clone()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        }
+        Err(_) => 1,
+    };
+    ctx.metrics.failure(error.kind());
+    tracing::warn!(rollout = %key, attempt = n, error = %error, "reconcile failed");
+    let factor = 2u32.saturating_pow(n.saturating_sub(1).min(16));
+    Action::requeue(
+        ctx.config
+            .error_backoff
+            .saturating_mul(factor)
+            .min(ctx.config.max_error_backoff),
+    )
+}
+
+/// Observe → plan → execute → status → events.
+async fn apply(cached: &Rollout, ctx: &Context) -> Result<Action, Error> {
+    let ns = cached.namespace().ok_or(Error::MissingField("namespace"))?;
+    let name = cached.name_any();
+    // Plan on the stored Rollout, not the watch cache: a cached copy can predate our own last
+    // status write, and actions planned on it (a switch, say) would then run while their record
+    // in status is refused by the resourceVersion check below.
+    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(fresh) = api
+        .get_opt(&name)
+        .await
+        .map_err(|e| Error::kube(format!("get rollout {ns}/{name}"), e))?
+    else {
+        return Ok(Action::await_change());
+    };
+    let rollout = &fresh;
+    let world = crate::observe::observe(ctx, rollout, &ns).await?;
+    let now = jiff::Timestamp::now();
+    let plan = plan(&world.observed, now);
+    for action in &plan.actions {
+        tracing::info!(rollout = %format!("{ns}/{name}"), "{action}");
+    }
+    let exec = Executor {
+        ctx,
+        rollout,
+        ns: &ns,
+        world: &world,
+    };
+    for action in &plan.actions {
+        exec.execute(action).await?;
+    }
+    if !write_status(ctx, rollout, &ns, &plan).await? {
+        // The Rollout changed while we planned (a user's promote or abort on the status, most
+        // likely): plan again from what is stored now instead of overwriting it.
+        return Ok(Action::requeue(Duration::from_millis(100)));
+    }
+    publish_events(ctx, rollout, &plan).await;
+    ctx.metrics
+        .observe_plan(&ns, &name, rollout.status.as_ref(), &plan);
+    Ok(Action::requeue(
+        plan.requeue_after
+            .map_or(ctx.config.resync, |d| d.max(Duration::from_millis(100))),
+    ))
+}
+
+/// Writes the plan's status whole with server-side apply on the status subresource, on the
+/// condition that the Rollout is still the one observed (its resourceVersion): a forced apply
+/// would otherwise silently undo a user's status patch made meanwhile. Returns false when the
+/// Rollout changed.
+async fn write_status(
+    ctx: &Context,
+    rollout: &Rollout,
+    ns: &str,
+    plan: &Plan,
+) -> Result<bool, Error> {
+    if rollout.status.as_ref() == Some(&plan.status) {
+        return Ok(true);
+    }
+    let mut status = serde_json::to_value(&plan.status).map_err(|source| Error::Json {
+        what: "rollout status",
+        source,
+    })?;
+    // Fields users set through status (abort, promote --full, cleared pauses) are written even
+    // when false or empty, so that this manager takes them over and a cleared value sticks
+    // instead of the user's earlier `true` surviving under the user's ownership.
+    if let Some(map) = status.as_object_mut() {
+        for (key, empty) in [
+            ("abort", json!(false)),
+            ("promoteFull", json!(false)),
+            ("controllerPause", json!(false)),
+            ("pauseConditions", json!([])),
+        ] {
+            map.entry(key).or_insert(empty);
+        }
+    }
+    let body = json!({
+        "apiVersion": cutover_core::api::API_VERSION,
+        "kind": "Rollout",
+        "metadata": { "resourceVersion": rollout.resource_version() },
+        "status": status,
+    });
+    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), ns);
+    let name = rollout.name_any();
+    match api
+        .patch_status(
+            &name,
+            &PatchParams::apply(crate::FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if is_conflict(&e) => Ok(false),
+        Err(e) => Err(Error::kube(
+            format!("apply status of rollout {ns}/{name}"),
+            e,
+        )),
+    }
+}
+
+/// Publishes the plan's events. A failed event is logged, not retried: it must not hold up the
+/// rollout, and the next plan would not repeat it anyway.
+async fn publish_events(ctx: &Context, rollout: &Rollout, plan: &Plan) {
+    if plan.events.is_empty() {
+        return;
+    }
+    let reference = rollout.object_ref(&());
+    for event in &plan.events {
+        let ev = KubeEvent {
+            type_: match event.severity {
+                EventSeverity::Normal => EventType::Normal,
+                EventSeverity::Warning => EventType::Warning,
+            },
+            reason: event.reason.to_string(),
+            note: Some(event.message.clone()),
+            // The recorder folds events with equal reason and action into one series and keeps
+            // the first note; distinct transitions ("updated to revision 3 (fast rollback)")
+            // must stay visible, so the action carries the message (the API caps it at 128).
+            action: event.message.chars().take(128).collect(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
+            tracing::warn!(rollout = %rollout.name_any(), error = %e, "publishing event failed");
+        }
+    }
+}
+
+/// The Rollout is being deleted: remove our selector key and managed-by annotation from both
+/// Services so they select all the app's pods again. Works whether or not `apply` ever ran.
+async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
+    let ns = rollout
+        .namespace()
+        .ok_or(Error::MissingField("namespace"))?;
+    let bg = &rollout.spec.strategy.blue_green;
+    let services = std::iter::once(bg.active_service.as_str()).chain(bg.preview_service.as_deref());
+    let api: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(ctx.client.clone(), &ns);
+    for service in services.filter(|s| !s.is_empty()) {
+        let svc = match api.get_opt(service).await {
+            Ok(Some(svc)) => svc,
+            Ok(None) => continue,
+            Err(e) => return Err(Error::kube(format!("get service {ns}/{service}"), e)),
+        };
+        // Leave a Service alone that another Rollout took over.
+        let owner = svc.annotations().get(MANAGED_BY_ANNOTATION);
+        if owner.is_some_and(|o| *o != rollout.name_any()) {
+            continue;
+        }
+        let patch = json!({
+            "metadata": { "annotations": { MANAGED_BY_ANNOTATION: null } },
+            "spec": { "selector": { POD_TEMPLATE_HASH_LABEL: null } },
+        });
+        match api
+            .patch(service, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => tracing::info!(service = %format!("{ns}/{service}"), "selector restored"),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(Error::kube(format!("restore service {ns}/{service}"), e)),
+        }
+    }
+    ctx.metrics.forget(&ns, &rollout.name_any());
+    Ok(Action::await_change())
+}

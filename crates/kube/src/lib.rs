@@ -1,0 +1,41 @@
+//! cutover's Kubernetes backend: a controller that observes Rollouts, their ReplicaSets, pods,
+//! Services and EndpointSlices, asks [`cutover_core::plan::plan`] what to do, executes the
+//! returned actions and writes the status. It decides nothing itself.
+//!
+//! Layout after kube-rs's controller-rs: [`controller`] holds `reconcile` → `finalizer` →
+//! `apply` / `cleanup` and the error policy; [`observe`] builds the planner's snapshot;
+//! [`execute`] turns actions into API calls; [`run_controller`] wires watches, leader election
+//! and the metrics/health server.
+
+mod analysis;
+pub mod cli;
+pub mod controller;
+mod error;
+pub mod execute;
+mod lease;
+pub mod metrics;
+pub mod observe;
+mod run;
+mod server;
+
+pub use controller::{Config, Context, DataPlaneApis};
+pub use error::Error;
+pub use lease::LeaseConfig;
+pub use run::{RunConfig, client, run_controller, run_with_client};
+
+/// Label on ReplicaSets, pods and AnalysisRuns naming the Rollout they belong to.
+pub const ROLLOUT_LABEL: &str = "cutover.dev/rollout";
+/// ReplicaSet annotation: the revision number.
+pub const REVISION_ANNOTATION: &str = "rollout.cutover.dev/revision";
+/// ReplicaSet annotation: when the revision is scaled to zero (RFC 3339). The key is Argo's own.
+pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "scale-down-deadline";
+/// ReplicaSet annotation: the role (`active`, `preview`) whose ephemeral metadata its pods carry.
+pub const ROLE_ANNOTATION: &str = "rollout.cutover.dev/role";
+/// Service annotation: the Rollout that manages the Service's selector.
+pub const MANAGED_BY_ANNOTATION: &str = "rollout.cutover.dev/managed-by";
+/// AnalysisRun label: the gate (`pre`, `post`).
+pub const ANALYSIS_KIND_LABEL: &str = "cutover.dev/analysis";
+/// Finalizer that gives the Services their selectors back when a Rollout is deleted.
+pub const FINALIZER: &str = "cutover.dev/service-selectors";
+/// Field manager of every write the controller makes.
+pub const FIELD_MANAGER: &str = "cutover";

@@ -1,0 +1,210 @@
+//! Wires the controller: client, discovery, leader election, watches and the HTTP endpoints.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use cutover_core::api::{AnalysisRun, Rollout};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{Controller, watcher};
+use kube::{Client, ResourceExt};
+
+use crate::controller::{self, Config, Context, DataPlaneApis};
+use crate::error::Error;
+use crate::lease::Leader;
+pub use crate::lease::LeaseConfig;
+use crate::metrics::Metrics;
+use crate::server::{self, Health};
+
+/// How to run the controller.
+#[derive(Clone, Debug, Default)]
+pub struct RunConfig {
+    /// Kubeconfig file; unset: `KUBECONFIG`, `~/.kube/config`, then the in-cluster config.
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context; unset: the current one.
+    pub context: Option<String>,
+    /// Watch this namespace only; unset: all namespaces.
+    pub namespace: Option<String>,
+    /// Address of `/metrics`, `/healthz`, `/readyz`; unset: no HTTP server.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Leader election; unset: this instance reconciles without a Lease.
+    pub leader_election: Option<LeaseConfig>,
+    /// Reconciler settings.
+    pub reconciler: Config,
+}
+
+/// Runs the controller until a termination signal, a lost Lease or a fatal error.
+///
+/// # Errors
+/// No usable configuration, a failed discovery, a metrics address that cannot be bound, or
+/// leadership lost to another instance.
+pub async fn run_controller(config: RunConfig) -> Result<(), Error> {
+    let client = client(&config).await?;
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    run_with_client(client, config, shutdown).await
+}
+
+/// Builds the API client from the kubeconfig or the in-cluster environment.
+pub async fn client(config: &RunConfig) -> Result<Client, Error> {
+    let options = kube::config::KubeConfigOptions {
+        context: config.context.clone(),
+        ..Default::default()
+    };
+    let kube_config = match &config.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(|e| Error::Config(e.to_string()))?
+        }
+        None if config.context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?,
+    };
+    Client::try_from(kube_config).map_err(|e| Error::Config(e.to_string()))
+}
+
+/// Runs the controller on `client` until `shutdown` completes (tests run it in-process).
+pub async fn run_with_client(
+    client: Client,
+    config: RunConfig,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), Error> {
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let server = config.metrics_addr.map(|addr| {
+        tokio::spawn(server::serve(
+            addr,
+            Health {
+                metrics: metrics.clone(),
+                ready: ready.clone(),
+            },
+        ))
+    });
+    let result = async {
+        let apis = DataPlaneApis::discover(&client).await?;
+        ready.store(true, Ordering::Relaxed);
+        let leader = match &config.leader_election {
+            Some(lease) => Some(Leader::acquire(client.clone(), lease.clone()).await?),
+            None => None,
+        };
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "cutover".into(),
+                instance: config.leader_election.as_ref().map(|l| l.identity.clone()),
+            },
+        );
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            recorder,
+            metrics.clone(),
+            config.reconciler.clone(),
+            apis,
+        ));
+        let controller = controller_future(client, config.namespace.as_deref(), ctx, shutdown);
+        match leader {
+            Some(leader) => tokio::select! {
+                () = controller => Ok(()),
+                lost = leader.hold() => Err(lost),
+            },
+            None => {
+                controller.await;
+                Ok(())
+            }
+        }
+    }
+    .await;
+    if let Some(server) = server {
+        server.abort();
+    }
+    result
+}
+
+fn scoped<K>(client: Client, ns: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    }
+}
+
+/// The Rollouts in `ns` whose active or preview Service is `service`.
+fn rollouts_using(
+    store: &Store<Rollout>,
+    ns: Option<String>,
+    service: &str,
+) -> Vec<ObjectRef<Rollout>> {
+    store
+        .state()
+        .iter()
+        .filter(|r| r.namespace() == ns)
+        .filter(|r| {
+            let bg = &r.spec.strategy.blue_green;
+            bg.active_service == service || bg.preview_service.as_deref() == Some(service)
+        })
+        .map(|r| ObjectRef::from_obj(&**r))
+        .collect()
+}
+
+async fn controller_future(
+    client: Client,
+    ns: Option<&str>,
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let rollouts: Api<Rollout> = scoped(client.clone(), ns);
+    let controller = Controller::new(rollouts, watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let by_service = store.clone();
+    let slices: Api<DynamicObject> = match ns {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ctx.apis.endpoint_slices),
+        None => Api::all_with(client.clone(), &ctx.apis.endpoint_slices),
+    };
+    let owned = watcher::Config::default().labels(crate::ROLLOUT_LABEL);
+    controller
+        .owns(scoped::<ReplicaSet>(client.clone(), ns), owned.clone())
+        .owns(scoped::<AnalysisRun>(client.clone(), ns), owned)
+        .watches(
+            scoped::<Service>(client.clone(), ns),
+            watcher::Config::default(),
+            move |svc| rollouts_using(&by_service, svc.namespace(), &svc.name_any()),
+        )
+        .watches_with(
+            slices,
+            ctx.apis.endpoint_slices.clone(),
+            watcher::Config::default().labels("kubernetes.io/service-name"),
+            move |slice| {
+                let service = slice
+                    .labels()
+                    .get("kubernetes.io/service-name")
+                    .cloned()
+                    .unwrap_or_default();
+                rollouts_using(&store, slice.namespace(), &service)
+            },
+        )
+        .graceful_shutdown_on(shutdown)
+        .run(controller::reconcile, controller::error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(rollout = %obj, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "controller event"),
+            }
+        })
+        .await;
+}

@@ -1,0 +1,149 @@
+//! Test support for the end-to-end tests: a real kube-apiserver started by
+//! scripts/kube-test-env in a temporary directory, and a kubelet stand-in.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod kubelet;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use kube::Client;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+
+/// A running API server; stopped when dropped.
+pub struct KubeEnv {
+    dir: tempfile::TempDir,
+    pub client: Client,
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn script(args: &[&str]) -> String {
+    let out = Command::new(repo_root().join("scripts/kube-test-env"))
+        .args(args)
+        .output()
+        .expect("run scripts/kube-test-env");
+    assert!(
+        out.status.success(),
+        "scripts/kube-test-env {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl KubeEnv {
+    /// Builds (or reuses) the server binaries and starts etcd, kube-apiserver and
+    /// kube-controller-manager in a fresh temporary directory.
+    pub async fn start() -> Self {
+        script(&["build"]);
+        let dir = tempfile::Builder::new()
+            .prefix("cutover-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let path = dir.path().to_str().expect("utf-8 path").to_string();
+        script(&["start", &path]);
+        let client = client_for(&dir.path().join("kubeconfig")).await;
+        Self { dir, client }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Applies deploy/install.yaml except the controller's Deployment, and waits until the
+    /// Rollout CRD serves.
+    pub async fn install(&self) {
+        let text = std::fs::read_to_string(repo_root().join("deploy/install.yaml")).unwrap();
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let value: Option<serde_json::Value> = serde::Deserialize::deserialize(doc).unwrap();
+            let Some(value) = value else { continue };
+            if value["kind"] == "Deployment" {
+                continue;
+            }
+            self.apply(value).await;
+        }
+        let rollouts: Api<cutover_core::api::Rollout> = Api::all(self.client.clone());
+        for _ in 0..100 {
+            if rollouts.list(&Default::default()).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the Rollout CRD never became served");
+    }
+
+    /// Server-side applies any object.
+    pub async fn apply(&self, value: serde_json::Value) {
+        let obj: DynamicObject = serde_json::from_value(value.clone()).unwrap();
+        let types = obj.types.clone().expect("apiVersion and kind");
+        let gvk = GroupVersionKind::try_from(&types).unwrap();
+        let (ar, caps) = kube::discovery::pinned_kind(&self.client, &gvk)
+            .await
+            .unwrap_or_else(|e| panic!("discover {gvk:?}: {e}"));
+        let api: Api<DynamicObject> = match (&caps.scope, obj.metadata.namespace.as_deref()) {
+            (kube::discovery::Scope::Namespaced, Some(ns)) => {
+                Api::namespaced_with(self.client.clone(), ns, &ar)
+            }
+            (kube::discovery::Scope::Namespaced, None) => {
+                Api::default_namespaced_with(self.client.clone(), &ar)
+            }
+            _ => Api::all_with(self.client.clone(), &ar),
+        };
+        let name = obj.metadata.name.clone().expect("name");
+        api.patch(
+            &name,
+            &PatchParams::apply("cutover-e2e").force(),
+            &Patch::Apply(&value),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply {} {name}: {e}", gvk.kind));
+    }
+}
+
+impl Drop for KubeEnv {
+    fn drop(&mut self) {
+        let path = self.dir.path().to_string_lossy().into_owned();
+        let _ = Command::new(repo_root().join("scripts/kube-test-env"))
+            .args(["stop", &path])
+            .output();
+    }
+}
+
+pub async fn client_for(kubeconfig: &Path) -> Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .expect("config");
+    Client::try_from(config).expect("client")
+}
+
+type DumpFn = Box<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
+
+/// Set by a test: prints its view of the world when a wait times out.
+pub static DUMP: std::sync::OnceLock<DumpFn> = std::sync::OnceLock::new();
+
+/// Polls `check` every 100 ms until it returns Some, or panics after `secs` with `what`.
+pub async fn wait_for<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            if let Some(dump) = DUMP.get() {
+                eprintln!("{}", dump().await);
+            }
+            panic!("timed out after {secs}s waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,344 @@
+//! cutover-migrate: expand/contract database migrations for blue/green deployments.
+//!
+//! Blue and green share one database. A migration therefore runs in phases: **expand** adds what
+//! the new version needs without breaking the old one (new columns, sync triggers, indexes built
+//! concurrently, constraints `NOT VALID`); **backfill** copies data in small key batches;
+//! **contract** drops the old shape once the old version is gone and a bake period has passed;
+//! **rollback** undoes expand while contract has not run. See docs/migrations.md.
+//!
+//! Layout: [`file`] reads migration files, [`plan`] compiles them into steps (data), [`state`]
+//! holds the rules between phases, [`pg`] and [`sqlite`] execute, [`execute`] ties them.
+
+pub mod file;
+pub mod pg;
+pub mod plan;
+pub mod sqlite;
+pub mod state;
+pub mod test_cluster;
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+pub use file::{Migration, load_dir};
+pub use plan::{Dialect, PhaseKind, Plan, Step, compile};
+pub use state::{Phase, Record, Refusal, RolloutFacts};
+
+/// Everything that can go wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A migration file is invalid.
+    #[error("{path}:{line}:{column}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file or directory could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The database cannot do an operation without blocking (SQLite).
+    #[error("{migration}: cannot be done online on SQLite: {why}")]
+    NotOnline {
+        /// The migration.
+        migration: String,
+        /// What and why.
+        why: String,
+    },
+    /// A rule between phases refused the command.
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    /// No such migration in the directory.
+    #[error("no migration named `{0}` in the directory")]
+    UnknownMigration(String),
+    /// Another `cutover migrate` holds the migration lock.
+    #[error("another `cutover migrate` is running against this database; wait for it to finish")]
+    Busy,
+    /// The lock stayed unavailable through every retry.
+    #[error(
+        "gave up after {attempts} attempts: a lock stayed unavailable for {step} (another session holds it; find it in pg_stat_activity)"
+    )]
+    LockTimeout {
+        /// Attempts made.
+        attempts: u32,
+        /// The statement.
+        step: String,
+    },
+    /// The operator interrupted the backfill; it resumes from its checkpoint.
+    #[error(
+        "backfill interrupted after {rows} rows; run `cutover migrate backfill` again to resume from the checkpoint"
+    )]
+    Interrupted {
+        /// Rows written before the interruption.
+        rows: i64,
+    },
+    /// A table has no usable key for batches.
+    #[error("{table}: the backfill needs a single-column primary key to walk in batches")]
+    NoKey {
+        /// The table.
+        table: String,
+    },
+    /// PostgreSQL said no.
+    #[error("postgres: {context}: {source}")]
+    Postgres {
+        /// What was being done.
+        context: String,
+        /// The cause (its SQLSTATE and detail).
+        source: tokio_postgres::Error,
+    },
+    /// SQLite said no.
+    #[error("sqlite: {context}: {source}")]
+    Sqlite {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: rusqlite::Error,
+    },
+    /// A stored state row could not be read.
+    #[error("cutover_migrations holds an unreadable row: {0}")]
+    State(String),
+}
+
+/// How the executor behaves.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `lock_timeout` for every lock-taking statement.
+    pub lock_timeout: Duration,
+    /// Attempts per statement group before giving up on a lock.
+    pub lock_attempts: u32,
+    /// Rows per backfill batch.
+    pub batch_size: u32,
+    /// Pause between batches, to leave room for the application's own writes.
+    pub throttle: Duration,
+    /// Draw a progress bar (on a terminal).
+    pub progress: bool,
+    /// Set (by a Ctrl-C handler) to stop the backfill after the batch in flight.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            lock_timeout: Duration::from_millis(500),
+            lock_attempts: 20,
+            batch_size: 1000,
+            throttle: Duration::ZERO,
+            progress: false,
+            stop: None,
+        }
+    }
+}
+
+/// Timing of one transaction (the longest a lock from it can have been held).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct StepTiming {
+    /// The first statement, shortened.
+    pub label: String,
+    /// Milliseconds from BEGIN to COMMIT of the successful attempt.
+    pub millis: f64,
+    /// Attempts (more than 1 after lock timeouts).
+    pub attempts: u32,
+}
+
+/// What a phase did.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Report {
+    /// Each transaction or statement.
+    pub steps: Vec<StepTiming>,
+    /// Rows the backfill wrote in this run.
+    pub rows: i64,
+    /// Backfill batches in this run.
+    pub batches: u64,
+    /// Seconds the backfill took in this run.
+    pub backfill_seconds: f64,
+    /// The longest batch transaction, in milliseconds.
+    pub max_batch_millis: f64,
+}
+
+/// One phase to apply.
+pub struct PhaseRun<'a> {
+    /// The migration.
+    pub migration: &'a Migration,
+    /// The phase.
+    pub phase: PhaseKind,
+    /// Its steps.
+    pub steps: &'a [Step],
+    /// The phase recorded once they succeed.
+    pub next: Phase,
+    /// A gate overridden.
+    pub forced: Option<&'a state::Forced>,
+    /// The previous run's backfill checkpoint.
+    pub resume: Option<state::Checkpoint>,
+}
+
+/// A database cutover can migrate.
+#[allow(async_fn_in_trait)] // used with concrete types only; no Send bound needed
+pub trait Backend {
+    /// The SQL dialect to compile for.
+    fn dialect(&self) -> Dialect;
+    /// Every stored record (creating the state table when missing).
+    async fn records(&mut self) -> Result<Vec<Record>, Error>;
+    /// Applies one phase and records its outcome.
+    async fn apply(&mut self, run: PhaseRun<'_>, options: &Options) -> Result<Report, Error>;
+}
+
+/// A command for [`execute`].
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// The phase to run.
+    pub command: PhaseKind,
+    /// The migration (default: the open one, or for expand the next pending).
+    pub target: Option<String>,
+    /// The rollout's state, for the contract gate.
+    pub rollout: Option<(String, RolloutFacts)>,
+    /// The bake period before contract.
+    pub bake: SignedDuration,
+    /// `--force` with who and why.
+    pub force: Option<(String, String)>,
+    /// Current time.
+    pub now: Timestamp,
+}
+
+/// What [`execute`] did.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The migration acted on (None: nothing to do).
+    pub migration: Option<String>,
+    /// Whether it ran or was already done.
+    pub verdict: state::Verdict,
+    /// Timings.
+    pub report: Report,
+    /// A gate overridden.
+    pub forced: Option<state::Forced>,
+}
+
+/// Picks the migration a command applies to.
+pub fn target<'a>(
+    migrations: &'a [Migration],
+    records: &[Record],
+    command: PhaseKind,
+    name: Option<&str>,
+) -> Result<Option<&'a Migration>, Error> {
+    if let Some(name) = name {
+        return migrations
+            .iter()
+            .find(|m| m.name == name)
+            .map(Some)
+            .ok_or_else(|| Error::UnknownMigration(name.to_owned()));
+    }
+    let phase = |m: &Migration| {
+        records
+            .iter()
+            .find(|r| r.name == m.name)
+            .map_or(Phase::Pending, |r| r.phase)
+    };
+    if let Some(open) = migrations
+        .iter()
+        .find(|m| matches!(phase(m), Phase::Expanded | Phase::Backfilled))
+    {
+        return Ok(Some(open));
+    }
+    Ok(match command {
+        PhaseKind::Expand => migrations.iter().find(|m| phase(m) == Phase::Pending),
+        // Rolling back with nothing open means the latest contracted one: refused with why.
+        PhaseKind::Rollback => migrations
+            .iter()
+            .rev()
+            .find(|m| phase(m) == Phase::Contracted),
+        _ => None,
+    })
+}
+
+/// Runs one command: checks the rules, then applies the phase.
+pub async fn execute<B: Backend>(
+    backend: &mut B,
+    migrations: &[Migration],
+    req: &Request,
+    options: &Options,
+) -> Result<Outcome, Error> {
+    let records = backend.records().await?;
+    let Some(m) = target(migrations, &records, req.command, req.target.as_deref())? else {
+        return Ok(Outcome {
+            migration: None,
+            verdict: state::Verdict::Done,
+            report: Report::default(),
+            forced: None,
+        });
+    };
+    let record = records.iter().find(|r| r.name == m.name);
+    let earlier: Vec<(String, Option<Phase>)> = migrations
+        .iter()
+        .take_while(|o| o.name != m.name)
+        .map(|o| {
+            let p = records.iter().find(|r| r.name == o.name).map(|r| r.phase);
+            (o.name.clone(), p)
+        })
+        .collect();
+    let verdict = state::check(req.command, &m.name, &m.checksum, record, &earlier)?;
+    let done = |forced| Outcome {
+        migration: Some(m.name.clone()),
+        verdict,
+        report: Report::default(),
+        forced,
+    };
+    if verdict == state::Verdict::Done {
+        return Ok(done(None));
+    }
+    let plan = compile(m, backend.dialect())?;
+    let mut forced = None;
+    // Only a contract that destroys something waits for the rollout and the bake.
+    if req.command == PhaseKind::Contract
+        && !plan.contract.is_empty()
+        && let Some(record) = record
+    {
+        let rollout = req.rollout.as_ref().map(|(n, f)| (n.as_str(), f));
+        if let Err(refusal) = state::contract_gate(record, rollout, req.bake, req.now) {
+            match &req.force {
+                Some((by, reason)) if refusal.forcible() => {
+                    forced = Some(state::Forced {
+                        by: by.clone(),
+                        reason: reason.clone(),
+                        gate: format!("{}: {refusal}", refusal.gate()),
+                    });
+                }
+                _ => return Err(refusal.into()),
+            }
+        }
+    }
+    let next = match req.command {
+        PhaseKind::Expand => Phase::Expanded,
+        PhaseKind::Backfill => Phase::Backfilled,
+        PhaseKind::Contract => Phase::Contracted,
+        PhaseKind::Rollback => Phase::RolledBack,
+    };
+    let resume = record
+        .filter(|_| req.command == PhaseKind::Backfill)
+        .and_then(|r| r.checkpoint.clone());
+    let report = backend
+        .apply(
+            PhaseRun {
+                migration: m,
+                phase: req.command,
+                steps: plan.steps(req.command),
+                next,
+                forced: forced.as_ref(),
+                resume,
+            },
+            options,
+        )
+        .await?;
+    Ok(Outcome {
+        report,
+        ..done(forced)
+    })
+}

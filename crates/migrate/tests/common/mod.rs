@@ -1,0 +1,54 @@
+//! Shared by the PostgreSQL tests: one throwaway cluster per test binary, a fresh database per
+//! test, and the example migrations.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use cutover_migrate::test_cluster::{self, Cluster};
+use cutover_migrate::{Migration, Options};
+
+/// The cluster; a missing PostgreSQL fails the test with the reason (never a silent skip).
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+    match CLUSTER.get_or_init(test_cluster::start) {
+        Ok(c) => c,
+        Err(e) => panic!("cannot start PostgreSQL for the tests: {e}"),
+    }
+}
+
+/// A fresh database's URL.
+pub async fn database(prefix: &str) -> String {
+    test_cluster::fresh_database(&cluster().url, prefix)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/migrations")
+}
+
+/// The example migrations whose names start with one of `prefixes`.
+pub fn example_migrations(prefixes: &[&str]) -> Vec<Migration> {
+    cutover_migrate::load_dir(&examples())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .filter(|m| prefixes.iter().any(|p| m.name.starts_with(p)))
+        .collect()
+}
+
+pub fn options() -> Options {
+    Options {
+        batch_size: 500,
+        ..Options::default()
+    }
+}
+
+/// A plain client.
+pub async fn client(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect: {e}"));
+    tokio::spawn(conn);
+    client
+}
