@@ -21,6 +21,18 @@ struct Cli {
     /// $XDG_STATE_HOME/cutover, else ~/.local/state/cutover).
     #[arg(long, global = true, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Act on Kubernetes with this kubeconfig (the verbs then use the cluster, not the daemon).
+    #[arg(long, global = true, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Act on Kubernetes with this kubeconfig context.
+    #[arg(long, global = true, value_name = "NAME")]
+    context: Option<String>,
+    /// Act on Kubernetes in this namespace.
+    #[arg(short = 'n', long, global = true, value_name = "NS")]
+    namespace: Option<String>,
+    /// Act on Kubernetes in every namespace (`list rollouts`).
+    #[arg(short = 'A', long, global = true)]
+    all_namespaces: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -237,7 +249,16 @@ fn main() -> ExitCode {
         }
     };
     let state_dir = commands::target::state_dir(cli.state_dir);
-    match run(cli.command, &state_dir) {
+    let backend = commands::source::Backend::choose(
+        state_dir,
+        commands::source::KubeTarget {
+            kubeconfig: cli.kubeconfig,
+            context: cli.context,
+            namespace: cli.namespace,
+            all_namespaces: cli.all_namespaces,
+        },
+    );
+    match run(cli.command, &backend) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -247,13 +268,19 @@ fn main() -> ExitCode {
 }
 
 /// Runs one verb. `Err` is a usage or I/O problem (exit 2); invalid input is an `Ok(1)`.
-fn run(command: Command, state_dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn run(command: Command, backend: &commands::source::Backend) -> anyhow::Result<ExitCode> {
     use commands::{get, logs, up, verbs};
     use cutover_local::ops::Operation;
-    let dir = state_dir;
+    let b = backend;
     match command {
-        Command::Up(args) => up::run(args, dir.to_path_buf()),
-        Command::Apply { files } => verbs::apply(&files, dir),
+        Command::Up(args) => up::run(
+            args,
+            b.local_only("up", "`cutover controller` in the cluster")?
+                .clone(),
+        ),
+        Command::Apply { files } => {
+            verbs::apply(&files, b.local_only("apply", "`kubectl apply -f`")?)
+        }
         Command::Get {
             what:
                 GetWhat::Rollout {
@@ -261,36 +288,51 @@ fn run(command: Command, state_dir: &std::path::Path) -> anyhow::Result<ExitCode
                     watch,
                     output,
                 },
-        } => get::get(&name, watch, output, dir),
+        } => get::get(&name, watch, output, b),
         Command::Get {
             what: GetWhat::Analysisrun { name, output },
-        } => commands::analysis::get(&name, output, dir),
+        } => commands::analysis::get(
+            &name,
+            output,
+            b.local_only("get analysisrun", "`kubectl get analysisrun -o yaml`")?,
+        ),
         Command::Terminate {
             what: TerminateWhat::Analysisrun { name },
-        } => commands::analysis::terminate(&name, dir),
+        } => commands::analysis::terminate(
+            &name,
+            b.local_only(
+                "terminate analysisrun",
+                "`kubectl patch analysisrun` (spec.terminate)",
+            )?,
+        ),
         Command::List {
             what: ListWhat::Rollouts { output },
-        } => get::list(output, dir),
-        Command::Status { name, timeout } => get::status(&name, timeout, dir),
+        } => get::list(output, b),
+        Command::Status { name, timeout } => get::status(&name, timeout, b),
         Command::Set {
             what: SetWhat::Image { name, assignment },
-        } => verbs::set_image(&name, &assignment, dir),
-        Command::Promote { name, full } => verbs::operate(&name, Operation::Promote { full }, dir),
-        Command::Abort { name } => verbs::operate(&name, Operation::Abort, dir),
+        } => verbs::set_image(&name, &assignment, b),
+        Command::Promote { name, full } => verbs::operate(&name, Operation::Promote { full }, b),
+        Command::Abort { name } => verbs::operate(&name, Operation::Abort, b),
         Command::Retry {
             what: RetryWhat::Rollout { name },
-        } => verbs::operate(&name, Operation::Retry, dir),
+        } => verbs::operate(&name, Operation::Retry, b),
         Command::Undo { name, to_revision } => {
-            verbs::operate(&name, Operation::Undo { to_revision }, dir)
+            verbs::operate(&name, Operation::Undo { to_revision }, b)
         }
-        Command::Pause { name } => verbs::operate(&name, Operation::Pause, dir),
-        Command::Resume { name } => verbs::operate(&name, Operation::Resume, dir),
-        Command::Restart { name } => verbs::operate(&name, Operation::Restart, dir),
+        Command::Pause { name } => verbs::operate(&name, Operation::Pause, b),
+        Command::Resume { name } => verbs::operate(&name, Operation::Resume, b),
+        Command::Restart { name } => verbs::operate(&name, Operation::Restart, b),
         Command::Logs {
             name,
             revision,
             follow,
-        } => logs::run(&name, revision, follow, dir),
+        } => logs::run(
+            &name,
+            revision,
+            follow,
+            b.local_only("logs", "`kubectl logs`")?,
+        ),
         Command::Lint { files } => commands::lint::run(&files),
         Command::Convert { file, output } => commands::convert::run(&file, output.as_deref()),
         Command::Crds { output } => commands::crds::run(output),

@@ -305,7 +305,23 @@ pub fn replica_set_for(rollout: &Rollout, hash: &str, revision: i64) -> Result<R
             name: Some(format!("{name}-{hash}")),
             namespace: rollout.namespace(),
             labels: Some(labels),
-            annotations: Some([(REVISION_ANNOTATION.to_string(), revision.to_string())].into()),
+            annotations: Some(
+                [
+                    (REVISION_ANNOTATION.to_string(), revision.to_string()),
+                    // The Rollout's template as written, so `undo` restores exactly it (the
+                    // ReplicaSet's own template carries injected labels and anti-affinity).
+                    (
+                        crate::TEMPLATE_ANNOTATION.to_string(),
+                        serde_json::to_string(&rollout.spec.template).map_err(|source| {
+                            Error::Json {
+                                what: "pod template",
+                                source,
+                            }
+                        })?,
+                    ),
+                ]
+                .into(),
+            ),
             owner_references: Some(vec![OwnerReference {
                 block_owner_deletion: Some(true),
                 ..owner

@@ -15,6 +15,7 @@ pub mod execute;
 mod lease;
 pub mod metrics;
 pub mod observe;
+pub mod ops;
 mod run;
 mod server;
 
@@ -28,6 +29,8 @@ pub const ROLLOUT_LABEL: &str = "cutover.dev/rollout";
 /// ReplicaSet annotation: the revision number.
 pub const REVISION_ANNOTATION: &str = "rollout.cutover.dev/revision";
 /// ReplicaSet annotation: when the revision is scaled to zero (RFC 3339). The key is Argo's own.
+pub const TEMPLATE_ANNOTATION: &str = "rollout.cutover.dev/template";
+/// Scale-down deadline annotation (RFC3339), the key Argo Rollouts uses.
 pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "scale-down-deadline";
 /// ReplicaSet annotation: the role (`active`, `preview`) whose ephemeral metadata its pods carry.
 pub const ROLE_ANNOTATION: &str = "rollout.cutover.dev/role";

@@ -4,14 +4,14 @@
 
 use std::fmt::Write as _;
 use std::io::IsTerminal as _;
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use cutover_core::api::{RolloutPhase, RolloutStatus};
-use cutover_local::api::{ClientError, RolloutView};
+use cutover_local::api::RolloutView;
 
-use super::target::{client, runtime};
+use super::source::{Backend, Source, SourceError};
+use super::target::runtime;
 
 /// Output formats for data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -25,19 +25,19 @@ pub enum Output {
 }
 
 /// `cutover get rollout NAME [-w]`.
-pub fn get(name: &str, watch: bool, output: Output, state_dir: &Path) -> anyhow::Result<ExitCode> {
-    let client = client(state_dir)?;
+pub fn get(name: &str, watch: bool, output: Output, backend: &Backend) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
+    let source = rt.block_on(Source::connect(backend))?;
     let tty = std::io::stdout().is_terminal();
     let mut last = String::new();
     loop {
-        let view = match rt.block_on(client.rollout(name)) {
+        let view = match rt.block_on(source.rollout(name)) {
             Ok(v) => v,
-            Err(ClientError::Refused(m)) => {
+            Err(SourceError::Refused(m)) => {
                 eprintln!("{m}");
                 return Ok(ExitCode::from(1));
             }
-            Err(e) => return Err(e.into()),
+            Err(SourceError::Failed(e)) => return Err(e),
         };
         let text = match output {
             Output::Text => render(&view, tty),
@@ -61,9 +61,17 @@ pub fn get(name: &str, watch: bool, output: Output, state_dir: &Path) -> anyhow:
 }
 
 /// `cutover list rollouts`.
-pub fn list(output: Output, state_dir: &Path) -> anyhow::Result<ExitCode> {
-    let client = client(state_dir)?;
-    let views = runtime()?.block_on(client.rollouts())?;
+pub fn list(output: Output, backend: &Backend) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let source = rt.block_on(Source::connect(backend))?;
+    let views = match rt.block_on(source.rollouts()) {
+        Ok(v) => v,
+        Err(SourceError::Refused(m)) => {
+            eprintln!("{m}");
+            return Ok(ExitCode::from(1));
+        }
+        Err(SourceError::Failed(e)) => return Err(e),
+    };
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&views)?),
         Output::Yaml => print!("{}", serde_yaml_ng::to_string(&views)?),
@@ -91,13 +99,24 @@ pub fn list(output: Output, state_dir: &Path) -> anyhow::Result<ExitCode> {
 
 /// `cutover status NAME [--timeout D]`: waits until Healthy (exit 0) or Degraded (exit 1);
 /// exit 2 when the timeout passes first.
-pub fn status(name: &str, timeout: Option<Duration>, state_dir: &Path) -> anyhow::Result<ExitCode> {
-    let client = client(state_dir)?;
+pub fn status(
+    name: &str,
+    timeout: Option<Duration>,
+    backend: &Backend,
+) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
+    let source = rt.block_on(Source::connect(backend))?;
     let start = Instant::now();
     let mut last = String::new();
     loop {
-        let view = rt.block_on(client.rollout(name))?;
+        let view = match rt.block_on(source.rollout(name)) {
+            Ok(v) => v,
+            Err(SourceError::Refused(m)) => {
+                eprintln!("{m}");
+                return Ok(ExitCode::from(1));
+            }
+            Err(SourceError::Failed(e)) => return Err(e),
+        };
         let s = view.rollout.status.clone().unwrap_or_default();
         let line = format!("{} - {}", phase(&s), s.message.clone().unwrap_or_default());
         if line != last {

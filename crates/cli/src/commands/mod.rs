@@ -8,6 +8,7 @@ pub mod get;
 pub mod lint;
 pub mod logs;
 pub mod migrate;
+pub mod source;
 pub mod target;
 pub mod up;
 pub mod verbs;

@@ -8,6 +8,7 @@ use anyhow::bail;
 use cutover_local::api::ClientError;
 use cutover_local::ops::Operation;
 
+use super::source::{Backend, Source, SourceError};
 use super::target::{client, runtime};
 
 /// `cutover apply -f FILE...`: all files are checked first; nothing is applied unless all are
@@ -38,23 +39,24 @@ pub fn apply(files: &[PathBuf], state_dir: &Path) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs an operation on a rollout and prints the daemon's answer.
-pub fn operate(name: &str, op: Operation, state_dir: &Path) -> anyhow::Result<ExitCode> {
-    let client = client(state_dir)?;
-    match runtime()?.block_on(client.operate(name, &op)) {
+pub fn operate(name: &str, op: Operation, backend: &Backend) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let source = rt.block_on(Source::connect(backend))?;
+    match rt.block_on(source.operate(name, &op)) {
         Ok(message) => {
             println!("{message}");
             Ok(ExitCode::SUCCESS)
         }
-        Err(ClientError::Refused(message)) => {
+        Err(SourceError::Refused(message)) => {
             eprintln!("{message}");
             Ok(ExitCode::from(1))
         }
-        Err(e) => Err(e.into()),
+        Err(SourceError::Failed(e)) => Err(e),
     }
 }
 
 /// `set image NAME CONTAINER=IMAGE`.
-pub fn set_image(name: &str, assignment: &str, state_dir: &Path) -> anyhow::Result<ExitCode> {
+pub fn set_image(name: &str, assignment: &str, backend: &Backend) -> anyhow::Result<ExitCode> {
     let Some((container, image)) = assignment.split_once('=') else {
         bail!("expected CONTAINER=IMAGE (or *=IMAGE for every container), got {assignment:?}");
     };
@@ -67,6 +69,6 @@ pub fn set_image(name: &str, assignment: &str, state_dir: &Path) -> anyhow::Resu
             container: container.to_string(),
             image: image.to_string(),
         },
-        state_dir,
+        backend,
     )
 }

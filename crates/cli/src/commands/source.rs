@@ -1,0 +1,295 @@
+//! Where the verbs act, and how they read and change rollouts there: the single-host daemon of
+//! a state directory, or a Kubernetes cluster.
+//!
+//! The choice is explicit: Kubernetes when `--kubeconfig`, `--context`, `-n/--namespace` or
+//! `-A` is given, when `CUTOVER_BACKEND=kubernetes`, or when the binary runs as the kubectl
+//! plugin `kubectl-cutover`; the single-host daemon otherwise.
+
+use std::path::PathBuf;
+
+use cutover_core::api::POD_TEMPLATE_HASH_LABEL;
+use cutover_kube::ops::{self, OpError, Snapshot, UserOp};
+use cutover_local::api::{
+    Client as LocalClient, ClientError, ReplicaView, RevisionView, RolloutView, ServiceView,
+};
+use cutover_local::ops::Operation;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+
+/// Environment variable that selects the backend (`kubernetes` or `local`).
+pub const BACKEND_ENV: &str = "CUTOVER_BACKEND";
+
+/// Kubernetes connection flags, as kubectl's.
+#[derive(Clone, Debug, Default)]
+pub struct KubeTarget {
+    /// Kubeconfig file.
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context.
+    pub context: Option<String>,
+    /// Namespace (default: the context's, else `default`).
+    pub namespace: Option<String>,
+    /// Every namespace (`list` only).
+    pub all_namespaces: bool,
+}
+
+/// The backend the verbs act on.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// The single-host daemon of this state directory.
+    Local(PathBuf),
+    /// A Kubernetes cluster.
+    Kube(KubeTarget),
+}
+
+impl Backend {
+    /// Chooses the backend from the flags, the environment and the program name.
+    pub fn choose(state_dir: PathBuf, kube: KubeTarget) -> Self {
+        let flagged = kube.kubeconfig.is_some()
+            || kube.context.is_some()
+            || kube.namespace.is_some()
+            || kube.all_namespaces;
+        let by_env = std::env::var(BACKEND_ENV).is_ok_and(|v| v == "kubernetes" || v == "kube");
+        let as_plugin = std::env::args_os()
+            .next()
+            .map(PathBuf::from)
+            .and_then(|p| {
+                p.file_name()
+                    .map(|n| n.to_string_lossy().starts_with("kubectl-"))
+            })
+            .unwrap_or(false);
+        if flagged || by_env || as_plugin {
+            Backend::Kube(kube)
+        } else {
+            Backend::Local(state_dir)
+        }
+    }
+
+    /// The state directory, for verbs that exist only on one host.
+    pub fn local_only(&self, verb: &str, instead: &str) -> anyhow::Result<&PathBuf> {
+        match self {
+            Backend::Local(dir) => Ok(dir),
+            Backend::Kube(_) => anyhow::bail!(
+                "`cutover {verb}` is for the single-host backend; on Kubernetes use {instead}"
+            ),
+        }
+    }
+}
+
+/// A refusal (exit 1) or a failure (exit 2).
+pub enum SourceError {
+    /// The backend refused: not found, bad request.
+    Refused(String),
+    /// Connection or server failure.
+    Failed(anyhow::Error),
+}
+
+impl From<ClientError> for SourceError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Refused(m) => SourceError::Refused(m),
+            other => SourceError::Failed(other.into()),
+        }
+    }
+}
+
+impl From<OpError> for SourceError {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Refused(m) => SourceError::Refused(m),
+            other => SourceError::Failed(other.into()),
+        }
+    }
+}
+
+/// A connection to the chosen backend.
+pub enum Source {
+    /// The daemon's API.
+    Local(LocalClient),
+    /// The Kubernetes API.
+    Kube {
+        /// Client.
+        client: kube::Client,
+        /// Namespace of the verbs.
+        namespace: String,
+        /// `list` over every namespace.
+        all: bool,
+    },
+}
+
+impl Source {
+    /// Connects to the backend.
+    pub async fn connect(backend: &Backend) -> anyhow::Result<Self> {
+        match backend {
+            Backend::Local(dir) => Ok(Source::Local(LocalClient::from_state_dir(dir)?)),
+            Backend::Kube(k) => {
+                let config = cutover_kube::RunConfig {
+                    kubeconfig: k.kubeconfig.clone(),
+                    context: k.context.clone(),
+                    ..cutover_kube::RunConfig::default()
+                };
+                let client = cutover_kube::client(&config).await?;
+                let namespace = k
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| client.default_namespace().to_string());
+                Ok(Source::Kube {
+                    client,
+                    namespace,
+                    all: k.all_namespaces,
+                })
+            }
+        }
+    }
+
+    /// One rollout, with its revisions and Services.
+    pub async fn rollout(&self, name: &str) -> Result<RolloutView, SourceError> {
+        match self {
+            Source::Local(c) => Ok(c.rollout(name).await?),
+            Source::Kube {
+                client, namespace, ..
+            } => Ok(view(ops::snapshot(client, namespace, name).await?)),
+        }
+    }
+
+    /// Every rollout.
+    pub async fn rollouts(&self) -> Result<Vec<RolloutView>, SourceError> {
+        match self {
+            Source::Local(c) => Ok(c.rollouts().await?),
+            Source::Kube {
+                client,
+                namespace,
+                all,
+            } => {
+                let ns = (!*all).then_some(namespace.as_str());
+                let mut views = Vec::new();
+                for r in ops::list(client, ns).await? {
+                    let rns = r.namespace().unwrap_or_else(|| namespace.clone());
+                    views.push(view(ops::snapshot(client, &rns, &r.name_any()).await?));
+                }
+                Ok(views)
+            }
+        }
+    }
+
+    /// Runs an operation; returns the message for the user.
+    pub async fn operate(&self, name: &str, op: &Operation) -> Result<String, SourceError> {
+        match self {
+            Source::Local(c) => Ok(c.operate(name, op).await?),
+            Source::Kube {
+                client, namespace, ..
+            } => Ok(ops::operate(client, namespace, name, &user_op(op)).await?),
+        }
+    }
+}
+
+fn user_op(op: &Operation) -> UserOp {
+    match op {
+        Operation::Promote { full } => UserOp::Promote { full: *full },
+        Operation::Abort => UserOp::Abort,
+        Operation::Retry => UserOp::Retry,
+        Operation::Undo { to_revision } => UserOp::Undo {
+            to_revision: *to_revision,
+        },
+        Operation::Pause => UserOp::Pause,
+        Operation::Resume => UserOp::Resume,
+        Operation::Restart => UserOp::Restart,
+        Operation::SetImage { container, image } => UserOp::SetImage {
+            container: container.clone(),
+            image: image.clone(),
+        },
+    }
+}
+
+/// The display view of a Rollout on Kubernetes: ReplicaSets as revisions, pods as replicas.
+fn view(s: Snapshot) -> RolloutView {
+    let hash_of = |labels: &std::collections::BTreeMap<String, String>| {
+        labels.get(POD_TEMPLATE_HASH_LABEL).cloned()
+    };
+    let mut revisions: Vec<RevisionView> = s
+        .replica_sets
+        .iter()
+        .filter_map(|rs| {
+            let hash = hash_of(rs.labels())?;
+            let pods: Vec<&Pod> = s
+                .pods
+                .iter()
+                .filter(|p| hash_of(p.labels()).as_ref() == Some(&hash))
+                .collect();
+            Some(RevisionView {
+                revision: ops::revision_of(rs).unwrap_or(0),
+                images: rs
+                    .spec
+                    .as_ref()
+                    .and_then(|sp| sp.template.as_ref())
+                    .and_then(|t| t.spec.as_ref())
+                    .map(|p| {
+                        p.containers
+                            .iter()
+                            .filter_map(|c| c.image.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                desired: rs.spec.as_ref().and_then(|sp| sp.replicas).unwrap_or(0),
+                deadline: rs
+                    .annotations()
+                    .get(cutover_kube::SCALE_DOWN_DEADLINE_ANNOTATION)
+                    .and_then(|d| d.parse().ok()),
+                replicas: pods
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| replica(i, p))
+                    .collect(),
+                hash,
+            })
+        })
+        .collect();
+    revisions.sort_by_key(|r| std::cmp::Reverse(r.revision));
+    let services = s
+        .services
+        .iter()
+        .map(|svc| ServiceView {
+            name: svc.name_any(),
+            address: svc.spec.as_ref().and_then(|sp| sp.cluster_ip.clone()),
+            selector: svc
+                .spec
+                .as_ref()
+                .and_then(|sp| sp.selector.as_ref())
+                .and_then(|sel| sel.get(POD_TEMPLATE_HASH_LABEL).cloned()),
+            serving: Vec::new(),
+            generation: 0,
+        })
+        .collect();
+    RolloutView {
+        rollout: s.rollout,
+        revisions,
+        services,
+        events: Vec::new(),
+        runs: Vec::new(),
+    }
+}
+
+fn replica(index: usize, pod: &Pod) -> ReplicaView {
+    let status = pod.status.as_ref();
+    let ready = status
+        .and_then(|st| st.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let restarts = status
+        .and_then(|st| st.container_statuses.as_ref())
+        .map_or(0, |cs| {
+            cs.iter()
+                .map(|c| c.restart_count.max(0).unsigned_abs())
+                .sum()
+        });
+    ReplicaView {
+        index: u32::try_from(index).unwrap_or(u32::MAX),
+        pid: None,
+        port: 0,
+        phase: status
+            .and_then(|st| st.phase.clone())
+            .unwrap_or_else(|| "Pending".into()),
+        ready,
+        restarts,
+        last_exit: None,
+        log_path: pod.name_any(),
+    }
+}

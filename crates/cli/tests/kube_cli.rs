@@ -1,0 +1,211 @@
+//! The CLI against Kubernetes: a real kube-apiserver (scripts/kube-test-env), the controller
+//! in-process, a kubelet stand-in, and the `cutover` binary run with `--kubeconfig -n` and as
+//! the kubectl plugin `kubectl-cutover`: get, list, status, set image, promote, abort, retry,
+//! undo, pause, resume.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../kube/tests/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::KubeEnv;
+use support::kubelet::Kubelet;
+
+const NS: &str = "cli";
+const CUTOVER: &str = env!("CARGO_BIN_EXE_cutover");
+
+fn cutover(bin: &Path, kubeconfig: &Path, args: &[&str]) -> Output {
+    Command::new(bin)
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["-n", NS])
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("run cutover")
+}
+
+fn ok(bin: &Path, kubeconfig: &Path, args: &[&str]) -> String {
+    let out = cutover(bin, kubeconfig, args);
+    assert!(
+        out.status.success(),
+        "cutover {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn view(kubeconfig: &Path) -> Value {
+    serde_json::from_str(&ok(
+        Path::new(CUTOVER),
+        kubeconfig,
+        &["get", "rollout", "web", "-o", "json"],
+    ))
+    .expect("json")
+}
+
+fn wait(kubeconfig: &Path, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        let v = view(kubeconfig);
+        if done(&v) {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}: {}\nrevisions: {}\ntemplate: {}",
+            v["rollout"]["status"],
+            v["revisions"],
+            v["rollout"]["spec"]["template"]
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn phase(v: &Value) -> &str {
+    v["rollout"]["status"]["phase"].as_str().unwrap_or("")
+}
+
+fn current_image(v: &Value) -> String {
+    let hash = v["rollout"]["status"]["currentPodHash"]
+        .as_str()
+        .unwrap_or("");
+    v["revisions"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["hash"] == hash))
+        .and_then(|r| r["images"][0].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn healthy_on(v: &Value, image: &str) -> bool {
+    phase(v) == "Healthy"
+        && current_image(v) == image
+        && v["rollout"]["status"]["observedGeneration"] == v["rollout"]["metadata"]["generation"]
+}
+
+fn active_selector(v: &Value) -> Value {
+    v["services"][0]["selector"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cli_verbs_work_against_kubernetes_and_as_a_kubectl_plugin() {
+    let env = KubeEnv::start().await;
+    env.install().await;
+    env.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}))
+        .await;
+    let client = env.client.clone();
+    let _kubelet = Kubelet::start(client.clone(), NS).await;
+    for name in ["web-active", "web-preview"] {
+        env.apply(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]},
+        }))
+        .await;
+    }
+    let config = cutover_kube::RunConfig {
+        namespace: Some(NS.into()),
+        ..cutover_kube::RunConfig::default()
+    };
+    let controller_client = client.clone();
+    let controller = tokio::spawn(async move {
+        let _ =
+            cutover_kube::run_with_client(controller_client, config, std::future::pending()).await;
+    });
+    env.apply(json!({
+        "apiVersion": "cutover.dev/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                         "spec": {"containers": [{"name": "app", "image": "web:v1"}]}},
+            "strategy": {"blueGreen": {"activeService": "web-active", "previewService": "web-preview",
+                                       "autoPromotionEnabled": false, "scaleDownDelaySeconds": 30}},
+        },
+    }))
+    .await;
+    let kubeconfig = env.dir().join("kubeconfig");
+    let kc = kubeconfig.clone();
+    tokio::task::spawn_blocking(move || scenario(&kc))
+        .await
+        .expect("scenario");
+
+    // As a kubectl plugin: the program name selects Kubernetes, KUBECONFIG the cluster.
+    let plugin = env.dir().join("kubectl-cutover");
+    std::os::unix::fs::symlink(CUTOVER, &plugin).expect("symlink");
+    let out = Command::new(&plugin)
+        .args(["get", "rollout", "web", "-n", NS])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .expect("run plugin");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("Name:            web") && text.contains("web:v4"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&plugin)
+        .args(["list", "rollouts", "-A"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .expect("plugin list");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("web"));
+    controller.abort();
+}
+
+fn scenario(kc: &Path) {
+    let bin = Path::new(CUTOVER);
+    let v = wait(kc, "Healthy on v1", |v| healthy_on(v, "web:v1"));
+    let stable = active_selector(&v);
+    assert_eq!(
+        cutover(bin, kc, &["status", "web", "--timeout", "30s"])
+            .status
+            .code(),
+        Some(0)
+    );
+
+    ok(bin, kc, &["set", "image", "web", "app=web:v2"]);
+    let v = wait(kc, "paused for promotion", |v| phase(v) == "Paused");
+    assert_eq!(active_selector(&v), stable, "active moved before promote");
+    ok(bin, kc, &["promote", "web"]);
+    let v = wait(kc, "Healthy on v2", |v| healthy_on(v, "web:v2"));
+    let v2 = active_selector(&v);
+    assert_ne!(v2, stable);
+    assert!(v["rollout"]["status"]["blueGreen"]["switch"]["verifiedAt"].is_string());
+
+    ok(bin, kc, &["set", "image", "web", "app=web:v3"]);
+    wait(kc, "paused for promotion", |v| phase(v) == "Paused");
+    ok(bin, kc, &["abort", "web"]);
+    let v = wait(kc, "aborted", |v| phase(v) == "Degraded");
+    assert_eq!(active_selector(&v), v2);
+    ok(bin, kc, &["retry", "rollout", "web"]);
+    wait(kc, "paused again after retry", |v| phase(v) == "Paused");
+
+    // v1 is still warm (30 s scale-down delay): undo to it is a fast rollback.
+    ok(bin, kc, &["undo", "web", "--to-revision", "1"]);
+    let v = wait(kc, "Healthy on v1 again", |v| healthy_on(v, "web:v1"));
+    assert_eq!(active_selector(&v), stable);
+
+    ok(bin, kc, &["pause", "web"]);
+    wait(kc, "manually paused", |v| phase(v) == "Paused");
+    ok(bin, kc, &["resume", "web"]);
+    wait(kc, "resumed", |v| phase(v) == "Healthy");
+    ok(bin, kc, &["set", "image", "web", "app=web:v4"]);
+    wait(kc, "paused", |v| phase(v) == "Paused");
+    ok(bin, kc, &["promote", "web", "--full"]);
+    wait(kc, "Healthy on v4", |v| healthy_on(v, "web:v4"));
+
+    let out = cutover(bin, kc, &["promote", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    let out = cutover(bin, kc, &["logs", "web"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kubectl logs"));
+}

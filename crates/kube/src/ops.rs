@@ -1,0 +1,296 @@
+//! What users do to a Rollout on Kubernetes, as the same patches the single-host backend makes
+//! in its store: promote and abort/retry patch the status subresource, pause/resume/restart/
+//! set image/undo patch the spec. The controller acts on them in its next reconcile. Also the
+//! read side: a Rollout with its ReplicaSets, pods and Services, for `get rollout`.
+
+use cutover_core::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use crate::error::Error;
+use crate::{REVISION_ANNOTATION, ROLLOUT_LABEL};
+
+/// A user operation on one Rollout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserOp {
+    /// Release pauses; `full` also skips the remaining gates.
+    Promote {
+        /// Skip analysis, pauses and the reduced preview.
+        full: bool,
+    },
+    /// Abort the update.
+    Abort,
+    /// Retry an aborted update.
+    Retry,
+    /// Go back to revision N (default: the previous one).
+    Undo {
+        /// Revision number.
+        to_revision: Option<i64>,
+    },
+    /// Halt switching and promotion.
+    Pause,
+    /// Undo `pause`.
+    Resume,
+    /// Restart every pod, a few at a time.
+    Restart,
+    /// Set a container's image (`*` for all).
+    SetImage {
+        /// Container name or `*`.
+        container: String,
+        /// The image.
+        image: String,
+    },
+}
+
+/// Why an operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// The request cannot be carried out as asked.
+    #[error("{0}")]
+    Refused(String),
+    /// The API server failed.
+    #[error(transparent)]
+    Api(#[from] Error),
+}
+
+fn api_err(what: String) -> impl FnOnce(kube::Error) -> OpError {
+    move |source| {
+        if let kube::Error::Api(ref status) = source
+            && status.code == 404
+        {
+            return OpError::Refused(format!("{what}: not found"));
+        }
+        OpError::Api(Error::Kube { what, source })
+    }
+}
+
+/// Applies an operation; returns a message for the user.
+pub async fn operate(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    op: &UserOp,
+) -> Result<String, OpError> {
+    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), namespace);
+    let what = format!("rollout {namespace}/{name}");
+    let rollout = rollouts.get(name).await.map_err(api_err(what.clone()))?;
+    let merge = PatchParams::default();
+    let status_patch = |body: serde_json::Value| {
+        let rollouts = rollouts.clone();
+        let what = what.clone();
+        async move {
+            rollouts
+                .patch_status(name, &merge_params(), &Patch::Merge(body))
+                .await
+                .map(|_| ())
+                .map_err(api_err(what))
+        }
+    };
+    let spec_patch = |body: serde_json::Value| {
+        let rollouts = rollouts.clone();
+        let what = what.clone();
+        let merge = merge.clone();
+        async move {
+            rollouts
+                .patch(name, &merge, &Patch::Merge(body))
+                .await
+                .map(|_| ())
+                .map_err(api_err(what))
+        }
+    };
+    match op {
+        UserOp::Promote { full } => {
+            let mut status = json!({ "pauseConditions": null });
+            if *full {
+                status["promoteFull"] = json!(true);
+            }
+            status_patch(json!({ "status": status })).await?;
+            if rollout.spec.paused == Some(true) {
+                spec_patch(json!({ "spec": { "paused": null } })).await?;
+            }
+            Ok(format!(
+                "rollout '{name}' promoted{}",
+                if *full { " (full)" } else { "" }
+            ))
+        }
+        UserOp::Abort => {
+            status_patch(json!({ "status": { "abort": true } })).await?;
+            Ok(format!("rollout '{name}' aborted"))
+        }
+        UserOp::Retry => {
+            status_patch(json!({ "status": { "abort": null } })).await?;
+            Ok(format!("rollout '{name}' retried"))
+        }
+        UserOp::Pause => {
+            spec_patch(json!({ "spec": { "paused": true } })).await?;
+            Ok(format!("rollout '{name}' paused"))
+        }
+        UserOp::Resume => {
+            spec_patch(json!({ "spec": { "paused": null } })).await?;
+            Ok(format!("rollout '{name}' resumed"))
+        }
+        UserOp::Restart => {
+            spec_patch(json!({ "spec": { "restartAt": Timestamp::now().to_string() } })).await?;
+            Ok(format!("rollout '{name}' restarts"))
+        }
+        UserOp::SetImage { container, image } => {
+            let mut template = rollout.spec.template.clone();
+            let pod = template
+                .spec
+                .as_mut()
+                .ok_or_else(|| OpError::Refused(format!("rollout '{name}' has no pod spec")))?;
+            let mut found = false;
+            for c in pod
+                .containers
+                .iter_mut()
+                .filter(|c| container == "*" || c.name == *container)
+            {
+                c.image = Some(image.clone());
+                found = true;
+            }
+            if !found {
+                let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+                return Err(OpError::Refused(format!(
+                    "rollout '{name}' has no container {container:?}; its containers: {}",
+                    names.join(", ")
+                )));
+            }
+            spec_patch(json!({ "spec": { "template": template } })).await?;
+            Ok(format!("rollout '{name}' image updated"))
+        }
+        UserOp::Undo { to_revision } => {
+            let snapshot = snapshot(client, namespace, name).await?;
+            let current = rollout
+                .status
+                .as_ref()
+                .and_then(|s| s.current_revision)
+                .unwrap_or(0);
+            let target = snapshot
+                .replica_sets
+                .iter()
+                .filter_map(|rs| revision_of(rs).map(|r| (r, rs)))
+                .filter(|(r, _)| match to_revision {
+                    Some(n) => r == n,
+                    None => *r < current,
+                })
+                .max_by_key(|(r, _)| *r)
+                .ok_or_else(|| {
+                    OpError::Refused(match to_revision {
+                        Some(n) => format!("rollout '{name}' has no revision {n}"),
+                        None => format!(
+                            "rollout '{name}' has no revision before {current} to go back to"
+                        ),
+                    })
+                })?;
+            let template = original_template(target.1).ok_or_else(|| {
+                OpError::Refused(format!("revision {} has no pod template", target.0))
+            })?;
+            // Replace the template whole: a merge patch would keep fields the old revision
+            // does not have.
+            let patch: json_patch::Patch = serde_json::from_value(json!([
+                { "op": "replace", "path": "/spec/template", "value": template }
+            ]))
+            .map_err(|e| OpError::Refused(format!("building the undo patch: {e}")))?;
+            rollouts
+                .patch(name, &merge, &Patch::Json::<()>(patch))
+                .await
+                .map_err(api_err(what.clone()))?;
+            Ok(format!("rollout '{name}' undo to revision {}", target.0))
+        }
+    }
+}
+
+fn merge_params() -> PatchParams {
+    PatchParams::default()
+}
+
+/// The Rollout template a ReplicaSet was made from: its annotation, else its own template
+/// without the labels the controller adds.
+fn original_template(rs: &ReplicaSet) -> Option<k8s_openapi::api::core::v1::PodTemplateSpec> {
+    if let Some(t) = rs
+        .annotations()
+        .get(crate::TEMPLATE_ANNOTATION)
+        .and_then(|json| serde_json::from_str(json).ok())
+    {
+        return Some(t);
+    }
+    let mut template = rs.spec.as_ref()?.template.clone()?;
+    if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(POD_TEMPLATE_HASH_LABEL);
+        labels.remove(ROLLOUT_LABEL);
+    }
+    Some(template)
+}
+
+/// The revision number of a ReplicaSet.
+pub fn revision_of(rs: &ReplicaSet) -> Option<i64> {
+    rs.annotations().get(REVISION_ANNOTATION)?.parse().ok()
+}
+
+/// A Rollout with what it owns, for display.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// The Rollout.
+    pub rollout: Rollout,
+    /// Its ReplicaSets.
+    pub replica_sets: Vec<ReplicaSet>,
+    /// Its pods.
+    pub pods: Vec<Pod>,
+    /// Its active and preview Services (those that exist).
+    pub services: Vec<Service>,
+}
+
+/// Reads a Rollout and what it owns.
+pub async fn snapshot(client: &Client, namespace: &str, name: &str) -> Result<Snapshot, OpError> {
+    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), namespace);
+    let rollout = rollouts
+        .get(name)
+        .await
+        .map_err(api_err(format!("rollout {namespace}/{name}")))?;
+    let selector = ListParams::default().labels(&format!("{ROLLOUT_LABEL}={name}"));
+    let replica_sets = Api::<ReplicaSet>::namespaced(client.clone(), namespace)
+        .list(&selector)
+        .await
+        .map_err(api_err(format!("list replicasets of {namespace}/{name}")))?
+        .items;
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&selector)
+        .await
+        .map_err(api_err(format!("list pods of {namespace}/{name}")))?
+        .items;
+    let services_api = Api::<Service>::namespaced(client.clone(), namespace);
+    let bg = &rollout.spec.strategy.blue_green;
+    let mut services = Vec::new();
+    for service in std::iter::once(&bg.active_service).chain(bg.preview_service.iter()) {
+        if let Some(s) = services_api
+            .get_opt(service)
+            .await
+            .map_err(api_err(format!("service {namespace}/{service}")))?
+        {
+            services.push(s);
+        }
+    }
+    Ok(Snapshot {
+        rollout,
+        replica_sets,
+        pods,
+        services,
+    })
+}
+
+/// Rollouts of a namespace, or of all namespaces.
+pub async fn list(client: &Client, namespace: Option<&str>) -> Result<Vec<Rollout>, OpError> {
+    let api: Api<Rollout> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    Ok(api
+        .list(&ListParams::default())
+        .await
+        .map_err(api_err("list rollouts".to_string()))?
+        .items)
+}
