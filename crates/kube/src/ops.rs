@@ -14,37 +14,7 @@ use serde_json::json;
 use crate::error::Error;
 use crate::{REVISION_ANNOTATION, ROLLOUT_LABEL};
 
-/// A user operation on one Rollout.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UserOp {
-    /// Release pauses; `full` also skips the remaining gates.
-    Promote {
-        /// Skip analysis, pauses and the reduced preview.
-        full: bool,
-    },
-    /// Abort the update.
-    Abort,
-    /// Retry an aborted update.
-    Retry,
-    /// Go back to revision N (default: the previous one).
-    Undo {
-        /// Revision number.
-        to_revision: Option<i64>,
-    },
-    /// Halt switching and promotion.
-    Pause,
-    /// Undo `pause`.
-    Resume,
-    /// Restart every pod, a few at a time.
-    Restart,
-    /// Set a container's image (`*` for all).
-    SetImage {
-        /// Container name or `*`.
-        container: String,
-        /// The image.
-        image: String,
-    },
-}
+pub use cutover_core::ops::Operation;
 
 /// Why an operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +43,7 @@ pub async fn operate(
     client: &Client,
     namespace: &str,
     name: &str,
-    op: &UserOp,
+    op: &Operation,
 ) -> Result<String, OpError> {
     let rollouts: Api<Rollout> = Api::namespaced(client.clone(), namespace);
     let what = format!("rollout {namespace}/{name}");
@@ -103,7 +73,7 @@ pub async fn operate(
         }
     };
     match op {
-        UserOp::Promote { full } => {
+        Operation::Promote { full } => {
             let mut status = json!({ "pauseConditions": null });
             if *full {
                 status["promoteFull"] = json!(true);
@@ -117,52 +87,34 @@ pub async fn operate(
                 if *full { " (full)" } else { "" }
             ))
         }
-        UserOp::Abort => {
+        Operation::Abort => {
             status_patch(json!({ "status": { "abort": true } })).await?;
             Ok(format!("rollout '{name}' aborted"))
         }
-        UserOp::Retry => {
+        Operation::Retry => {
             status_patch(json!({ "status": { "abort": null } })).await?;
             Ok(format!("rollout '{name}' retried"))
         }
-        UserOp::Pause => {
+        Operation::Pause => {
             spec_patch(json!({ "spec": { "paused": true } })).await?;
             Ok(format!("rollout '{name}' paused"))
         }
-        UserOp::Resume => {
+        Operation::Resume => {
             spec_patch(json!({ "spec": { "paused": null } })).await?;
             Ok(format!("rollout '{name}' resumed"))
         }
-        UserOp::Restart => {
+        Operation::Restart => {
             spec_patch(json!({ "spec": { "restartAt": Timestamp::now().to_string() } })).await?;
             Ok(format!("rollout '{name}' restarts"))
         }
-        UserOp::SetImage { container, image } => {
+        Operation::SetImage { container, image } => {
             let mut template = rollout.spec.template.clone();
-            let pod = template
-                .spec
-                .as_mut()
-                .ok_or_else(|| OpError::Refused(format!("rollout '{name}' has no pod spec")))?;
-            let mut found = false;
-            for c in pod
-                .containers
-                .iter_mut()
-                .filter(|c| container == "*" || c.name == *container)
-            {
-                c.image = Some(image.clone());
-                found = true;
-            }
-            if !found {
-                let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
-                return Err(OpError::Refused(format!(
-                    "rollout '{name}' has no container {container:?}; its containers: {}",
-                    names.join(", ")
-                )));
-            }
+            cutover_core::ops::set_image(&mut template, container, image, name)
+                .map_err(OpError::Refused)?;
             spec_patch(json!({ "spec": { "template": template } })).await?;
             Ok(format!("rollout '{name}' image updated"))
         }
-        UserOp::Undo { to_revision } => {
+        Operation::Undo { to_revision } => {
             let snapshot = snapshot(client, namespace, name).await?;
             let current = rollout
                 .status

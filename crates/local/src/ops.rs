@@ -110,40 +110,7 @@ fn refuse_unsupported(set: &ManifestSet) -> Result<(), OpError> {
     Ok(())
 }
 
-/// A user operation on one rollout.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "op", rename_all = "camelCase")]
-pub enum Operation {
-    /// Release pauses; `full` also skips the remaining gates.
-    Promote {
-        /// Skip analysis, pauses and the reduced preview.
-        #[serde(default)]
-        full: bool,
-    },
-    /// Abort the update: active returns to stable.
-    Abort,
-    /// Try an aborted update again.
-    Retry,
-    /// Go back to revision N (default: the previous one).
-    Undo {
-        /// Revision number.
-        #[serde(default)]
-        to_revision: Option<i64>,
-    },
-    /// Halt switching and promotion.
-    Pause,
-    /// Undo `pause`.
-    Resume,
-    /// Restart every pod, a few at a time.
-    Restart,
-    /// Set a container's image (`*` for all).
-    SetImage {
-        /// Container name or `*`.
-        container: String,
-        /// The image.
-        image: String,
-    },
-}
+pub use cutover_core::ops::Operation;
 
 /// Applies an operation to a stored rollout.
 pub fn operate(store: &Store, name: &str, op: &Operation) -> Result<String, OpError> {
@@ -218,28 +185,7 @@ fn change(tx: &Tx<'_>, rollout: &mut Rollout, op: &Operation) -> Result<String, 
             format!("rollout '{name}' undo to revision {}", target.revision)
         }
         Operation::SetImage { container, image } => {
-            let pod = rollout
-                .spec
-                .template
-                .spec
-                .as_mut()
-                .ok_or_else(|| format!("rollout '{name}' has no pod spec"))?;
-            let mut found = false;
-            for c in pod
-                .containers
-                .iter_mut()
-                .filter(|c| container == "*" || c.name == *container)
-            {
-                c.image = Some(image.clone());
-                found = true;
-            }
-            if !found {
-                let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
-                return Err(format!(
-                    "rollout '{name}' has no container {container:?}; its containers: {}",
-                    names.join(", ")
-                ));
-            }
+            cutover_core::ops::set_image(&mut rollout.spec.template, container, image, &name)?;
             spec_changed = true;
             format!("rollout '{name}' image updated")
         }

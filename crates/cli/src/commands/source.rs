@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use cutover_core::api::POD_TEMPLATE_HASH_LABEL;
-use cutover_kube::ops::{self, OpError, Snapshot, UserOp};
+use cutover_kube::ops::{self, OpError, Snapshot};
 use cutover_local::api::{
     Client as LocalClient, ClientError, ReplicaView, RevisionView, RolloutView, ServiceView,
 };
@@ -177,26 +177,8 @@ impl Source {
             Source::Local(c) => Ok(c.operate(name, op).await?),
             Source::Kube {
                 client, namespace, ..
-            } => Ok(ops::operate(client, namespace, name, &user_op(op)).await?),
+            } => Ok(ops::operate(client, namespace, name, op).await?),
         }
-    }
-}
-
-fn user_op(op: &Operation) -> UserOp {
-    match op {
-        Operation::Promote { full } => UserOp::Promote { full: *full },
-        Operation::Abort => UserOp::Abort,
-        Operation::Retry => UserOp::Retry,
-        Operation::Undo { to_revision } => UserOp::Undo {
-            to_revision: *to_revision,
-        },
-        Operation::Pause => UserOp::Pause,
-        Operation::Resume => UserOp::Resume,
-        Operation::Restart => UserOp::Restart,
-        Operation::SetImage { container, image } => UserOp::SetImage {
-            container: container.clone(),
-            image: image.clone(),
-        },
     }
 }
 
