@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use cutover_core::api::{RolloutPhase, RolloutStatus};
 use cutover_local::api::RolloutView;
 
-use super::source::{Backend, Source, SourceError};
+use super::source::{Backend, Source};
 use super::target::runtime;
 
 /// Output formats for data.
@@ -33,11 +33,7 @@ pub fn get(name: &str, watch: bool, output: Output, backend: &Backend) -> anyhow
     loop {
         let view = match rt.block_on(source.rollout(name)) {
             Ok(v) => v,
-            Err(SourceError::Refused(m)) => {
-                eprintln!("{m}");
-                return Ok(ExitCode::from(1));
-            }
-            Err(SourceError::Failed(e)) => return Err(e),
+            Err(e) => return e.exit(),
         };
         let text = match output {
             Output::Text => render(&view, tty),
@@ -66,11 +62,7 @@ pub fn list(output: Output, backend: &Backend) -> anyhow::Result<ExitCode> {
     let source = rt.block_on(Source::connect(backend))?;
     let views = match rt.block_on(source.rollouts()) {
         Ok(v) => v,
-        Err(SourceError::Refused(m)) => {
-            eprintln!("{m}");
-            return Ok(ExitCode::from(1));
-        }
-        Err(SourceError::Failed(e)) => return Err(e),
+        Err(e) => return e.exit(),
     };
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&views)?),
@@ -111,11 +103,7 @@ pub fn status(
     loop {
         let view = match rt.block_on(source.rollout(name)) {
             Ok(v) => v,
-            Err(SourceError::Refused(m)) => {
-                eprintln!("{m}");
-                return Ok(ExitCode::from(1));
-            }
-            Err(SourceError::Failed(e)) => return Err(e),
+            Err(e) => return e.exit(),
         };
         let s = view.rollout.status.clone().unwrap_or_default();
         let line = format!("{} - {}", phase(&s), s.message.clone().unwrap_or_default());

@@ -83,6 +83,19 @@ pub enum SourceError {
     Failed(anyhow::Error),
 }
 
+impl SourceError {
+    /// The CLI's answer: a refusal is printed and exits 1; a failure propagates (exit 2).
+    pub fn exit(self) -> anyhow::Result<std::process::ExitCode> {
+        match self {
+            SourceError::Refused(message) => {
+                eprintln!("{message}");
+                Ok(std::process::ExitCode::from(1))
+            }
+            SourceError::Failed(e) => Err(e),
+        }
+    }
+}
+
 impl From<ClientError> for SourceError {
     fn from(e: ClientError) -> Self {
         match e {

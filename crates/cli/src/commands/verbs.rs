@@ -8,7 +8,7 @@ use anyhow::bail;
 use cutover_local::api::ClientError;
 use cutover_local::ops::Operation;
 
-use super::source::{Backend, Source, SourceError};
+use super::source::{Backend, Source};
 use super::target::{client, runtime};
 
 /// `cutover apply -f FILE...`: all files are checked first; nothing is applied unless all are
@@ -47,11 +47,7 @@ pub fn operate(name: &str, op: Operation, backend: &Backend) -> anyhow::Result<E
             println!("{message}");
             Ok(ExitCode::SUCCESS)
         }
-        Err(SourceError::Refused(message)) => {
-            eprintln!("{message}");
-            Ok(ExitCode::from(1))
-        }
-        Err(SourceError::Failed(e)) => Err(e),
+        Err(e) => e.exit(),
     }
 }
 
