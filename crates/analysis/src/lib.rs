@@ -5,6 +5,7 @@
 //! state machine of `cutover_core::analysis` with real time and these providers.
 
 pub mod builtin;
+pub mod http;
 pub mod prometheus;
 pub mod runner;
 pub mod web;
@@ -60,9 +61,14 @@ pub struct Providers {
     pub web: WebProvider,
     /// The router's counters, when the backend has a router.
     pub builtin: Option<Arc<BuiltinProvider>>,
-    /// Why `job` metrics cannot run here, when they cannot.
-    pub job_unsupported: Option<String>,
+    /// Kubernetes Jobs, when the backend runs on Kubernetes (`cutover-kube` plugs its own in);
+    /// None: `job` metrics are an Error measurement that says where they run.
+    pub job: Option<Arc<dyn Provider>>,
 }
+
+/// The Error measurement of a `job` metric on a backend without Kubernetes.
+pub const JOB_UNSUPPORTED: &str =
+    "job metrics run only on the Kubernetes backend; on one host use a web or builtin metric";
 
 impl Default for Providers {
     fn default() -> Self {
@@ -70,9 +76,7 @@ impl Default for Providers {
             prometheus: PrometheusProvider::new(),
             web: WebProvider::new(),
             builtin: None,
-            job_unsupported: Some(
-                "job metrics run only on the Kubernetes backend; on one host use a web or builtin metric".into(),
-            ),
+            job: None,
         }
     }
 }
@@ -94,13 +98,12 @@ impl Provider for Providers {
                 }),
             };
         }
-        let message = if p.job.is_some() {
-            self.job_unsupported
-                .clone()
-                .unwrap_or_else(|| "job metrics are not supported here".into())
-        } else {
-            "the metric has no provider".into()
-        };
-        Box::pin(async move { Outcome::error(message) })
+        if p.job.is_some() {
+            return match &self.job {
+                Some(j) => j.measure(metric),
+                None => Box::pin(async { Outcome::error(JOB_UNSUPPORTED) }),
+            };
+        }
+        Box::pin(async { Outcome::error("the metric has no provider") })
     }
 }

@@ -1,16 +1,19 @@
 //! `provider.prometheus`: an instant query (`/api/v1/query`) or a range query
 //! (`/api/v1/query_range`). A vector or a matrix becomes a list of numbers (`result[0]`), a
-//! scalar a number. TLS is not built in (reqwest without a TLS backend): `https://` addresses
-//! are refused with a clear error, and `insecure` has nothing to act on.
+//! scalar a number. `http://` and `https://` addresses (see [`crate::http`]); `insecure: true`
+//! skips the certificate check.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use cutover_core::analysis::{Measured, ResultValue};
 use cutover_core::api::{DurationString, Metric, PrometheusMetric};
 use jiff::Timestamp;
 use serde_json::Value;
 
+use crate::http::{HttpClient, SendError, error_chain};
 use crate::{BoxFuture, Outcome, Provider};
 
 /// Query timeout when the metric gives none.
@@ -19,24 +22,19 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Queries Prometheus servers.
 #[derive(Clone, Default)]
 pub struct PrometheusProvider {
-    client: reqwest::Client,
+    client: HttpClient,
 }
 
 impl PrometheusProvider {
-    /// A provider with its own connection pool.
+    /// A provider with its own connection pools.
     pub fn new() -> Self {
         Self {
-            client: reqwest::Client::new(),
+            client: HttpClient::new(),
         }
     }
 
     async fn query(&self, p: &PrometheusMetric) -> Result<ResultValue, String> {
         let base = p.address.trim_end_matches('/');
-        if base.starts_with("https://") {
-            return Err(format!(
-                "prometheus address {base}: https is not supported by this build of cutover; use http (e.g. through a local proxy)"
-            ));
-        }
         let (path, mut params) = match &p.range_query {
             None => ("/api/v1/query", vec![("query", p.query.clone())]),
             Some(r) => {
@@ -64,35 +62,37 @@ impl PrometheusProvider {
             .filter(|t| *t > 0)
             .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
         params.push(("timeout", format!("{}s", timeout.as_secs())));
-        let url = reqwest::Url::parse_with_params(&format!("{base}{path}"), &params)
-            .map_err(|e| format!("prometheus address {base:?}: {e}"))?;
-        let mut req = self.client.get(url).timeout(timeout);
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&params)
+            .finish();
+        let mut req = http::Request::get(format!("{base}{path}?{query}"));
         for h in &p.headers {
             req = req.header(&h.key, &h.value);
         }
         if let Some(auth) = &p.authentication {
             if let Some(b) = &auth.basic {
-                req = req.basic_auth(&b.username, Some(&b.password));
+                let credentials = BASE64.encode(format!("{}:{}", b.username, b.password));
+                req = req.header(http::header::AUTHORIZATION, format!("Basic {credentials}"));
             }
             if let Some(t) = &auth.bearer_token {
-                req = req.bearer_auth(t);
+                req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
             }
         }
-        let resp = req.send().await.map_err(|e| {
-            if e.is_timeout() {
-                format!(
-                    "prometheus at {base}: no answer within {}s",
-                    timeout.as_secs()
-                )
-            } else {
-                format!("prometheus at {base} unreachable: {}", error_chain(&e))
-            }
-        })?;
-        let status = resp.status();
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| format!("prometheus at {base}: reading the answer: {e}"))?;
+        let req = req
+            .body(Default::default())
+            .map_err(|e| format!("prometheus address {base:?}: {}", error_chain(&e)))?;
+        let insecure = p.insecure.unwrap_or(false);
+        let (status, body) =
+            self.client
+                .send(req, insecure, timeout)
+                .await
+                .map_err(|e| match e {
+                    SendError::Timeout => format!(
+                        "prometheus at {base}: no answer within {}s",
+                        timeout.as_secs()
+                    ),
+                    SendError::Failed(e) => format!("prometheus at {base} unreachable: {e}"),
+                })?;
         let json: Value = serde_json::from_str(&body).map_err(|_| {
             format!(
                 "prometheus at {base} answered {status} with a body that is not JSON: {}",
@@ -109,17 +109,6 @@ impl PrometheusProvider {
         }
         parse_data(json.get("data").unwrap_or(&Value::Null))
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn truncate(s: &str) -> String {

@@ -1,5 +1,5 @@
 //! `provider.web`: an HTTP request whose JSON answer, narrowed by `jsonPath`, is the value.
-//! Plain HTTP only (no TLS backend in this build): `https://` URLs are refused clearly.
+//! `http://` and `https://` (see [`crate::http`]); `insecure: true` skips the certificate check.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,29 +9,24 @@ use cutover_core::api::{DEFAULT_WEB_TIMEOUT_SECONDS, Metric, WebMetric, WebMetri
 use serde_json::Value;
 use serde_json_path::JsonPath;
 
+use crate::http::{HttpClient, SendError};
 use crate::{BoxFuture, Outcome, Provider};
 
 /// Calls HTTP endpoints.
 #[derive(Clone, Default)]
 pub struct WebProvider {
-    client: reqwest::Client,
+    client: HttpClient,
 }
 
 impl WebProvider {
-    /// A provider with its own connection pool.
+    /// A provider with its own connection pools.
     pub fn new() -> Self {
         Self {
-            client: reqwest::Client::new(),
+            client: HttpClient::new(),
         }
     }
 
     async fn call(&self, w: &WebMetric) -> Result<ResultValue, String> {
-        if w.url.starts_with("https://") {
-            return Err(format!(
-                "web metric {}: https is not supported by this build of cutover; use http",
-                w.url
-            ));
-        }
         let path = json_path(w.json_path.as_deref())?;
         let timeout = w
             .timeout_seconds
@@ -40,33 +35,34 @@ impl WebProvider {
             .unsigned_abs();
         let timeout = Duration::from_secs(timeout);
         let method = match w.method.unwrap_or(WebMetricMethod::Get) {
-            WebMetricMethod::Get => reqwest::Method::GET,
-            WebMetricMethod::Post => reqwest::Method::POST,
-            WebMetricMethod::Put => reqwest::Method::PUT,
+            WebMetricMethod::Get => http::Method::GET,
+            WebMetricMethod::Post => http::Method::POST,
+            WebMetricMethod::Put => http::Method::PUT,
         };
-        let mut req = self.client.request(method, &w.url).timeout(timeout);
+        let mut req = http::Request::builder().method(method).uri(&w.url);
         for h in &w.headers {
             req = req.header(&h.key, &h.value);
         }
-        if let Some(body) = &w.json_body {
-            req = req.json(body);
-        } else if let Some(body) = &w.body {
-            req = req.body(body.clone());
-        }
-        let resp = req.send().await.map_err(|e| {
-            if e.is_timeout() {
-                format!("{}: no answer within {}s", w.url, timeout.as_secs())
-            } else if e.is_builder() {
-                format!("{}: invalid request: {e}", w.url)
-            } else {
-                format!("{} unreachable: {e}", w.url)
-            }
-        })?;
-        let status = resp.status();
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| format!("{}: reading the answer: {e}", w.url))?;
+        let body = if let Some(json) = &w.json_body {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+            json.to_string()
+        } else {
+            w.body.clone().unwrap_or_default()
+        };
+        let req = req
+            .body(body.into())
+            .map_err(|e| format!("{}: invalid request: {e}", w.url))?;
+        let insecure = w.insecure.unwrap_or(false);
+        let (status, body) =
+            self.client
+                .send(req, insecure, timeout)
+                .await
+                .map_err(|e| match e {
+                    SendError::Timeout => {
+                        format!("{}: no answer within {}s", w.url, timeout.as_secs())
+                    }
+                    SendError::Failed(e) => format!("{} unreachable: {e}", w.url),
+                })?;
         if !status.is_success() {
             return Err(format!(
                 "{} answered {status}: {}",

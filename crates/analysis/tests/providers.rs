@@ -281,3 +281,63 @@ async fn job_metrics_are_refused_on_one_host() {
     };
     assert!(e.contains("no provider"), "{e}");
 }
+
+/// A stand-in for the Kubernetes Job provider: it judges each measurement itself.
+struct Judging(cutover_core::analysis::Verdict);
+
+impl Provider for Judging {
+    fn measure<'a>(&'a self, _: &'a Metric) -> cutover_analysis::BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            Outcome {
+                measured: Measured::Verdict(self.0, Some("judged".into())),
+                metadata: Default::default(),
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn job_metrics_go_to_the_plugged_job_provider_and_skip_conditions() {
+    use cutover_core::analysis::Verdict;
+    let mut m = web_metric(String::new(), None, "true");
+    m.success_condition = None;
+    m.provider = MetricProvider {
+        job: Some(
+            serde_json::from_value(serde_json::json!({ "spec": { "template": {} } })).expect("job"),
+        ),
+        ..MetricProvider::default()
+    };
+    let Measured::Error(e) = value(&Providers::default(), &m).await else {
+        panic!("a job metric measured without a job provider")
+    };
+    assert_eq!(e, cutover_analysis::JOB_UNSUPPORTED);
+
+    for (verdict, phase) in [
+        (Verdict::Successful, AnalysisPhase::Successful),
+        (Verdict::Failed, AnalysisPhase::Failed),
+    ] {
+        let providers = Providers {
+            job: Some(Arc::new(Judging(verdict))),
+            ..Providers::default()
+        };
+        let run_metric = RunMetric {
+            metric: m.clone(),
+            dry_run: false,
+            retention: 10,
+        };
+        let machine = RunMachine::new(vec![run_metric], jiff::Timestamp::now()).expect("valid");
+        let status = run(
+            machine,
+            vec![m.clone()],
+            Arc::new(providers),
+            RunControl::default(),
+            |_| {},
+        )
+        .await
+        .expect("final");
+        assert_eq!(status.phase, Some(phase), "{status:?}");
+        let measurement = &status.metric_results[0].measurements[0];
+        assert_eq!(measurement.phase, phase);
+        assert_eq!(measurement.message.as_deref(), Some("judged"));
+    }
+}

@@ -12,7 +12,8 @@ use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use crate::api::{
-    AnalysisTemplateRef, BlueGreenStrategy, Rollout, RolloutAnalysis, RolloutSpec, RolloutStrategy,
+    AnalysisTemplateRef, BlueGreenStrategy, ContractMode, DatabaseUrlSource, DurationString,
+    MigrationSource, Rollout, RolloutAnalysis, RolloutMigrations, RolloutSpec, RolloutStrategy,
 };
 
 /// Builds a Rollout with an `app=<name>` selector, one container `app` running `<name>:v1`,
@@ -55,6 +56,7 @@ impl RolloutBuilder {
             restart_at: None,
             rollback_window: None,
             analysis: None,
+            migrations: None,
             strategy: RolloutStrategy {
                 blue_green: BlueGreenStrategy {
                     active_service: format!("{name}-active"),
@@ -139,6 +141,24 @@ impl RolloutBuilder {
     /// `postPromotionAnalysis` with template `success-rate`.
     pub fn post_analysis(mut self) -> Self {
         self.bg().post_promotion_analysis = Some(analysis("success-rate"));
+        self
+    }
+
+    /// `spec.migrations` from directory `migrations`, URL from `$DATABASE_URL`, with a bake
+    /// period in seconds and the contract mode.
+    pub fn migrations(mut self, bake_seconds: u64, contract: ContractMode) -> Self {
+        self.spec.migrations = Some(RolloutMigrations {
+            source: MigrationSource {
+                dir: Some("migrations".to_string()),
+                config_map_ref: None,
+            },
+            database_url_from: DatabaseUrlSource {
+                env: Some("DATABASE_URL".to_string()),
+                secret_key_ref: None,
+            },
+            bake: Some(DurationString::new(format!("{bake_seconds}s"))),
+            contract: Some(contract),
+        });
         self
     }
 

@@ -1,6 +1,7 @@
 //! A simulated world for the decision core: revisions with pods that become ready after a
 //! while, Services whose data plane follows a selector change after a lag, and AnalysisRuns
-//! that end when told (or after a set time). It executes plans the way an adapter would, so
+//! that end when told (or after a set time), and migrations whose runs take a set time and
+//! fail when told. It executes plans the way an adapter would, so
 //! tests and the walkthrough in `cutover demo` can drive whole rollouts through [`plan`]
 //! without processes or a cluster. Time is simulated; nothing here sleeps.
 
@@ -13,9 +14,13 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use crate::api::{AnalysisPhase, Rollout, RolloutStatus};
 use crate::fixtures::set_image;
 use crate::plan::{
-    Action, AnalysisKind, Observed, ObservedAnalysisRun, ObservedRevision, ObservedService, Plan,
-    RevisionRole, ServiceRole, plan,
+    Action, AnalysisKind, Observed, ObservedAnalysisRun, ObservedMigrations, ObservedRevision,
+    ObservedService, Plan, RevisionRole, RunningMigration, ServiceRole, plan,
 };
+
+mod migrations;
+
+pub use migrations::SimMigrations;
 
 /// A simulated pod.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,11 +104,14 @@ pub struct World {
     pub auto_analysis: Option<(Duration, AnalysisPhase)>,
     /// Events published so far, as `Reason: message`.
     pub events: Vec<String>,
+    /// The migrations, when the rollout has `spec.migrations`.
+    pub migrations: Option<SimMigrations>,
 }
 
 impl World {
     /// A world holding a Rollout and its Services, nothing running yet.
     pub fn new(rollout: Rollout, now: Timestamp) -> Self {
+        let rollout_has_migrations = rollout.spec.migrations.is_some();
         let bg = &rollout.spec.strategy.blue_green;
         let service = |name: &str| SimService {
             name: name.to_string(),
@@ -122,6 +130,10 @@ impl World {
             serving_lag: Duration::from_millis(500),
             auto_analysis: None,
             events: Vec::new(),
+            migrations: rollout_has_migrations.then(|| SimMigrations {
+                duration: Duration::from_secs(3),
+                ..SimMigrations::default()
+            }),
         }
     }
 
@@ -163,6 +175,16 @@ impl World {
                     terminated: r.terminated,
                 })
                 .collect(),
+            migrations: self.migrations.as_ref().map(|m| ObservedMigrations {
+                migrations: m.migrations.clone(),
+                running: m.job.as_ref().map(|(req, since)| RunningMigration {
+                    command: req.command,
+                    migration: Some(req.migration.clone()),
+                    since: *since,
+                }),
+                failure: m.failure.clone(),
+                unreadable: None,
+            }),
         }
     }
 
@@ -292,6 +314,7 @@ impl World {
                     r.role = *role;
                 }
             }
+            Action::RunMigration(req) => self.start_migration(req),
             Action::RestartPods {
                 hash,
                 before,
@@ -318,6 +341,7 @@ impl World {
             .now
             .saturating_add(SignedDuration::try_from(by).unwrap_or(SignedDuration::MAX))
             .unwrap_or(Timestamp::MAX);
+        self.finish_due_migration();
         if let Some((after, phase)) = self.auto_analysis {
             let now = self.now;
             for r in self.runs.iter_mut().filter(|r| !r.phase.is_completed()) {

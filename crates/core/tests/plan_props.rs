@@ -1,5 +1,5 @@
-//! Property tests: random sequences of user actions, pod readiness changes, analysis outcomes
-//! and time passing, with the planner's invariants checked on every plan.
+//! Property tests: random sequences of user actions, pod readiness changes, analysis outcomes,
+//! migration outcomes and time passing, with the planner's invariants checked on every plan.
 
 mod common;
 
@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::t0;
-use cutover_core::api::{AnalysisPhase, PauseReason};
+use cutover_core::api::{AnalysisPhase, ContractMode, PauseReason};
 use cutover_core::fixtures::RolloutBuilder;
-use cutover_core::plan::{Action, AnalysisKind, Plan, ServiceRole, plan};
+use cutover_core::plan::{Action, AnalysisKind, MigrationCommand, Plan, ServiceRole, plan};
 use cutover_core::sim::World;
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
@@ -26,6 +26,8 @@ struct Config {
     revision_limit: Option<i32>,
     abort_delay: i32,
     history: i32,
+    /// `spec.migrations`: bake seconds and contract mode.
+    migrations: Option<(u64, ContractMode)>,
 }
 
 #[derive(Clone, Debug)]
@@ -43,6 +45,10 @@ enum Op {
     PodsReady,
     Replicas(i32),
     ServingLag(u8),
+    /// A release that ships a migration: a new migration file and a new image.
+    SetImageWithMigration(u8),
+    /// The migration run in progress (or the next one) fails.
+    FailMigration,
 }
 
 fn config() -> impl Strategy<Value = Config> {
@@ -57,9 +63,25 @@ fn config() -> impl Strategy<Value = Config> {
         proptest::option::of(0..3i32),
         0..60i32,
         1..5i32,
+        proptest::option::of((
+            0..300u64,
+            prop_oneof![Just(ContractMode::Manual), Just(ContractMode::Auto)],
+        )),
     )
         .prop_map(
-            |(replicas, pc, manual, auto_seconds, pre, post, sdd, limit, ad, history)| Config {
+            |(
+                replicas,
+                pc,
+                manual,
+                auto_seconds,
+                pre,
+                post,
+                sdd,
+                limit,
+                ad,
+                history,
+                migrations,
+            )| Config {
                 replicas,
                 preview_count: pc.map(|c| c.min(replicas)),
                 manual,
@@ -70,6 +92,7 @@ fn config() -> impl Strategy<Value = Config> {
                 revision_limit: limit.map(|l| l.min(history)),
                 abort_delay: ad,
                 history,
+                migrations,
             },
         )
 }
@@ -99,6 +122,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::PodsReady),
         1 => (1..5i32).prop_map(Op::Replicas),
         1 => (0..5u8).prop_map(Op::ServingLag),
+        2 => (0..4u8).prop_map(Op::SetImageWithMigration),
+        1 => Just(Op::FailMigration),
     ]
 }
 
@@ -126,6 +151,9 @@ fn build(c: &Config) -> World {
     if let Some(l) = c.revision_limit {
         b = b.scale_down_delay_revision_limit(l);
     }
+    if let Some((bake, contract)) = c.migrations {
+        b = b.migrations(bake, contract);
+    }
     World::new(b.build(), t0())
 }
 
@@ -143,6 +171,7 @@ struct Checker {
     config: Config,
     attempts: BTreeMap<String, Attempt>,
     warm_before_change: Vec<String>,
+    migrations_added: usize,
 }
 
 impl Checker {
@@ -194,6 +223,10 @@ impl Checker {
                     if stable_before.as_deref() == Some(to.as_str()) {
                         continue; // back to stable: abort or rollback, always allowed
                     }
+                    prop_assert!(
+                        !migrations_pending(&observed),
+                        "switched to {to} while a migration is not backfilled"
+                    );
                     let r = rev(to).expect("revision observed");
                     prop_assert!(
                         r.available >= replicas && r.desired >= replicas,
@@ -253,7 +286,29 @@ impl Checker {
                             *n > 0,
                             "the revision the active Service selects was scaled to zero"
                         );
+                    } else if *hash == current
+                        && *n > desired
+                        && stable_before.as_deref() != Some(hash.as_str())
+                    {
+                        // A new revision (not a return to stable) gets pods only once the
+                        // schema it needs is there.
+                        prop_assert!(
+                            !migrations_pending(&observed),
+                            "new revision {hash} scaled up while a migration is not backfilled"
+                        );
                     }
+                }
+                Action::RunMigration(req) if req.command == MigrationCommand::Contract => {
+                    let old_running = observed
+                        .revisions
+                        .iter()
+                        .any(|r| r.hash != req.hash && (r.desired > 0 || r.replicas > 0));
+                    prop_assert!(!old_running, "contract while an old revision runs");
+                    prop_assert_eq!(stable_before.as_deref(), Some(req.hash.as_str()));
+                    let active = observed.active_service.as_ref().expect("active");
+                    prop_assert!(active.serves_only(&req.hash), "contract before the switch");
+                    let ok = w.migrations.as_ref().is_some_and(|m| m.job.is_none());
+                    prop_assert!(ok, "contract while another migration command runs");
                 }
                 _ => {}
             }
@@ -297,6 +352,14 @@ impl Checker {
         }
         Ok(())
     }
+}
+
+/// A migration still needs expand or backfill (or its run failed half-way).
+fn migrations_pending(observed: &cutover_core::plan::Observed) -> bool {
+    observed
+        .migrations
+        .as_ref()
+        .is_some_and(|m| m.migrations.iter().any(|x| x.phase.needs_work()))
 }
 
 fn switches(p: &Plan) -> Option<String> {
@@ -383,6 +446,12 @@ fn apply_op(w: &mut World, c: &mut Checker, op: &Op) {
         }
         Op::Replicas(n) => w.rollout.spec.replicas = Some(*n),
         Op::ServingLag(s) => w.serving_lag = Duration::from_secs((*s).into()),
+        Op::SetImageWithMigration(v) => {
+            c.migrations_added += 1;
+            w.add_migration(&format!("{:03}_change", c.migrations_added));
+            w.set_image(&format!("app:m{v}"));
+        }
+        Op::FailMigration => w.fail_migration(),
     }
 }
 
@@ -392,7 +461,7 @@ proptest! {
     #[test]
     fn invariants_hold_over_random_histories(cfg in config(), ops in proptest::collection::vec(op(), 1..40)) {
         let mut w = build(&cfg);
-        let mut c = Checker { config: cfg, attempts: BTreeMap::new(), warm_before_change: Vec::new() };
+        let mut c = Checker { config: cfg, attempts: BTreeMap::new(), warm_before_change: Vec::new(), migrations_added: 0 };
         for _ in 0..10 {
             step(&mut w, &mut c)?;
             w.advance(Duration::from_secs(1));

@@ -1,6 +1,8 @@
-//! AnalysisRun objects for the planner's analysis gates. Measuring is the analysis engine's job
-//! (a separate component that watches AnalysisRuns and writes their status); the controller
-//! only creates runs from the templates, reads their phase, stops and deletes them.
+//! AnalysisRun objects for the planner's analysis gates: the Rollout controller creates runs
+//! from the templates (the Rollout's own arguments resolved here; a template's
+//! `valueFrom.secretKeyRef` is left for the measuring side), reads their phase, stops and
+//! deletes them. Measuring them is the AnalysisRun controller's job ([`crate::analysisrun`]),
+//! which writes their status.
 
 use std::collections::BTreeMap;
 

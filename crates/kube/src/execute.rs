@@ -73,6 +73,8 @@ impl Executor<'_> {
                 analysis::terminate(self.ctx, self.ns, name).await
             }
             Action::DeleteAnalysisRun { name } => analysis::delete(self.ctx, self.ns, name).await,
+            // Migrations on Kubernetes run as a Job; until it exists the action is not executed.
+            Action::RunMigration(_) => Ok(()),
         }
     }
 

@@ -8,6 +8,7 @@
 //! and the metrics/health server.
 
 mod analysis;
+pub mod analysisrun;
 pub mod cli;
 pub mod controller;
 mod error;

@@ -108,6 +108,7 @@ pub async fn observe(ctx: &Context, rollout: &Rollout, ns: &str) -> Result<World
             active_service,
             preview_service,
             analysis_runs,
+            migrations: None,
         },
         replica_sets,
         pods,

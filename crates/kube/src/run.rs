@@ -1,4 +1,6 @@
 //! Wires the controller: client, discovery, leader election, watches and the HTTP endpoints.
+//! Two controllers run while this instance leads: Rollouts ([`controller`]) and the measuring
+//! of AnalysisRuns ([`analysisrun`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use cutover_core::api::{AnalysisRun, Rollout};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DynamicObject};
@@ -15,6 +17,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Client, ResourceExt};
 
+use crate::analysisrun;
 use crate::controller::{self, Config, Context, DataPlaneApis};
 use crate::error::Error;
 use crate::lease::Leader;
@@ -114,7 +117,18 @@ pub async fn run_with_client(
             config.reconciler.clone(),
             apis,
         ));
-        let controller = controller_future(client, config.namespace.as_deref(), ctx, shutdown);
+        // Both controllers stop on the same signal.
+        let shutdown = shutdown.boxed().shared();
+        // Not in /metrics until `Metrics` registers it (see MeasurementMetrics::register).
+        let measurements = analysisrun::MeasurementMetrics::default();
+        let analysis_runs = analysisrun::run(
+            client.clone(),
+            scoped(client.clone(), config.namespace.as_deref()),
+            measurements,
+            shutdown.clone(),
+        );
+        let rollouts = controller_future(client, config.namespace.as_deref(), ctx, shutdown);
+        let controller = futures::future::join(rollouts, analysis_runs).map(|_| ());
         match leader {
             Some(leader) => tokio::select! {
                 () = controller => Ok(()),

@@ -2,6 +2,8 @@
 //! resume, restart, set image. Each is one transaction on the stored objects (the same patches
 //! Argo's CLI makes on Kubernetes); the engine acts on them in its next pass.
 
+use std::path::{Path, PathBuf};
+
 use cutover_core::api::{Rollout, RolloutStatus};
 use cutover_manifest::{Diagnostics, ManifestSet, Source};
 use jiff::Timestamp;
@@ -40,6 +42,7 @@ pub fn apply(store: &Store, sources: &[Source]) -> Result<ApplyReport, OpError> 
         let mut report = ApplyReport::default();
         for r in &set.rollouts {
             let mut rollout = r.value.clone();
+            anchor_migration_dir(&mut rollout, &r.file);
             let name = r.name().to_string();
             let verb = match tx.rollout(&name)? {
                 Some(old) if old.spec == rollout.spec => {
@@ -80,6 +83,39 @@ pub fn apply(store: &Store, sources: &[Source]) -> Result<ApplyReport, OpError> 
         }
         Ok(report)
     })
+}
+
+/// `spec.migrations.source.dir` is relative to the manifest's directory; the daemon, whose
+/// working directory may be another, stores it absolute. Standard input counts as the daemon's
+/// working directory.
+fn anchor_migration_dir(rollout: &mut Rollout, file: &str) {
+    let Some(dir) = rollout
+        .spec
+        .migrations
+        .as_mut()
+        .and_then(|m| m.source.dir.as_mut())
+    else {
+        return;
+    };
+    if Path::new(dir.as_str()).is_absolute() {
+        return;
+    }
+    let manifest_dir = match Path::new(file).parent() {
+        Some(parent) if file != "<stdin>" => parent.to_path_buf(),
+        _ => PathBuf::new(),
+    };
+    let base = if manifest_dir.is_absolute() {
+        manifest_dir
+    } else {
+        std::env::current_dir()
+            .unwrap_or_default()
+            .join(manifest_dir)
+    };
+    let relative: PathBuf = Path::new(dir.as_str())
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    *dir = base.join(relative).display().to_string();
 }
 
 /// What the single-host backend cannot run yet is refused before anything is stored.

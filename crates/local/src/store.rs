@@ -5,6 +5,10 @@
 //! Everything one controller pass changes is written in one transaction, so a crash leaves
 //! either the state before the pass or after it; the next pass re-observes and re-plans.
 
+mod migrations;
+
+pub use migrations::MigrationFailureRow;
+
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -14,7 +18,7 @@ use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// Schema version written to `PRAGMA user_version`; bump with a migration step in `migrate`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Why a state operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -544,6 +548,9 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
              PRAGMA user_version = 2;
              COMMIT;",
         )?;
+    }
+    if version < 3 {
+        migrations::create_tables(conn)?;
     }
     Ok(())
 }

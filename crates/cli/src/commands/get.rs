@@ -212,6 +212,15 @@ pub fn render(view: &RolloutView, tty: bool) -> String {
             secs
         );
     }
+    if let Some(m) = &s.migration {
+        let _ = writeln!(out, "Migration:       {} {}", m.name, m.phase);
+        if let Some(due) = &m.contract_due_at {
+            let _ = writeln!(out, "  Contract due:  {}", due.0);
+        }
+        if let Some(message) = &m.message {
+            let _ = writeln!(out, "  {:<15}{message}", "Message:");
+        }
+    }
     let _ = writeln!(out, "Services:");
     for svc in &view.services {
         let _ = writeln!(

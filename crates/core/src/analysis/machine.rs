@@ -47,6 +47,9 @@ pub struct MetricError {
 pub enum Measured {
     /// A value, judged by the conditions.
     Value(ResultValue),
+    /// A provider that judges its own measurement (a Job's `Complete` or `Failed` condition,
+    /// as Argo Rollouts does): the conditions are not evaluated.
+    Verdict(Verdict, Option<String>),
     /// The provider could not measure (unreachable, timeout, bad answer).
     Error(String),
 }
@@ -314,6 +317,14 @@ impl RunMachine {
         };
         let (phase, value, message) = match &a.outcome {
             Measured::Error(e) => (AnalysisPhase::Error, None, Some(e.clone())),
+            Measured::Verdict(v, message) => {
+                let phase = match v {
+                    Verdict::Successful => AnalysisPhase::Successful,
+                    Verdict::Failed => AnalysisPhase::Failed,
+                    Verdict::Inconclusive => AnalysisPhase::Inconclusive,
+                };
+                (phase, None, message.clone())
+            }
             Measured::Value(v) => match judge(m.success.as_ref(), m.failure.as_ref(), v) {
                 Ok(Verdict::Successful) => (AnalysisPhase::Successful, Some(v.to_string()), None),
                 Ok(Verdict::Failed) => (AnalysisPhase::Failed, Some(v.to_string()), None),

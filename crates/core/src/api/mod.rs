@@ -9,6 +9,7 @@
 mod analysis;
 mod analysis_run;
 mod duration;
+mod migrations;
 mod rollout;
 mod rollout_status;
 mod schema;
@@ -16,6 +17,7 @@ mod schema;
 pub use analysis::*;
 pub use analysis_run::*;
 pub use duration::{DurationError, DurationString};
+pub use migrations::*;
 pub use rollout::*;
 pub use rollout_status::*;
 

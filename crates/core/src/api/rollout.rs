@@ -115,6 +115,10 @@ pub struct RolloutSpec {
     pub analysis: Option<AnalysisRunHistory>,
     /// How updates happen. cutover does blue/green.
     pub strategy: RolloutStrategy,
+    /// Database migrations run with updates: expand and backfill before the new revision
+    /// starts, contract once the old one is gone (docs/migrations.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrations: Option<super::RolloutMigrations>,
 }
 
 /// `spec.rollbackWindow`.

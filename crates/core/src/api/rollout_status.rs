@@ -71,6 +71,9 @@ pub struct RolloutStatus {
     /// Conditions in Kubernetes' convention.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<RolloutCondition>,
+    /// The database migration of `spec.migrations` the rollout is busy with or waits on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<super::MigrationStatus>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -206,6 +209,9 @@ pub enum ConditionType {
     Healthy,
     /// The spec cannot be acted on.
     InvalidSpec,
+    /// A backfilled migration may be contracted: the update is fully promoted, the old
+    /// revision is scaled down and the bake period has passed.
+    MigrationContractDue,
 }
 
 /// Status of a condition.

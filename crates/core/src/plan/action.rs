@@ -96,6 +96,49 @@ pub enum Action {
         /// Pods that may be down at once.
         max_unavailable: i32,
     },
+    /// Run a phase of the rollout's migrations (one host: a background task; Kubernetes: a
+    /// Job running `cutover migrate`). At most one runs per rollout.
+    RunMigration(MigrationRequest),
+}
+
+/// A migration command, backend-neutral: what `cutover migrate` is to run, and for whom.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrationRequest {
+    /// The phase(s).
+    pub command: MigrationCommand,
+    /// The migration (file name without extension).
+    pub migration: String,
+    /// Hash of the revision it runs for.
+    pub hash: String,
+    /// Number of that revision (recorded, so an undo behind a contract can be refused).
+    pub revision: i64,
+    /// For contract: when the switch to the revision was verified (`fullyPromotedAt` of
+    /// `cutover migrate contract --rollout-state`; the planner checked that no old revision
+    /// runs).
+    pub fully_promoted_at: Option<Timestamp>,
+    /// For contract: the bake period.
+    pub bake: Duration,
+}
+
+/// The commands the planner asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MigrationCommand {
+    /// `cutover migrate expand` then `backfill` (which resumes from its checkpoint).
+    ExpandAndBackfill,
+    /// `cutover migrate contract`.
+    Contract,
+    /// `cutover migrate rollback`.
+    Rollback,
+}
+
+impl fmt::Display for MigrationCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ExpandAndBackfill => "expand + backfill",
+            Self::Contract => "contract",
+            Self::Rollback => "rollback",
+        })
+    }
 }
 
 /// The two Services of a blue/green rollout.
@@ -207,6 +250,14 @@ pub enum EventReason {
     ProgressDeadlineExceeded,
     /// The spec cannot be acted on.
     InvalidSpec,
+    /// A migration command was started.
+    MigrationStarted,
+    /// A migration command failed.
+    MigrationFailed,
+    /// A migration may be contracted now.
+    MigrationContractDue,
+    /// An undo was refused: a contracted migration came with a newer revision.
+    MigrationContracted,
 }
 
 impl fmt::Display for EventReason {
@@ -268,6 +319,11 @@ impl fmt::Display for Action {
                 max_unavailable,
                 ..
             } => write!(f, "restart {hash} pods, {max_unavailable} at a time"),
+            Self::RunMigration(req) => write!(
+                f,
+                "migrate {}: {} for revision {}",
+                req.migration, req.command, req.revision
+            ),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use super::action::MigrationCommand;
 use super::observed::AnalysisKind;
 
 /// Where the rollout stands after a planning pass.
@@ -23,6 +24,9 @@ pub enum Decision {
     Promoted(PromoteReason),
     /// The update was aborted; active serves the stable revision.
     Aborted(AbortState),
+    /// The update cannot go on until a human acts; no traffic moves and the new revision
+    /// gets no pods.
+    Blocked(BlockReason),
     /// The current revision is stable and serves production traffic.
     Healthy,
 }
@@ -61,12 +65,45 @@ pub enum HoldReason {
         /// Seconds left.
         seconds: i64,
     },
+    /// A migration of `spec.migrations` runs before the new revision may start.
+    MigrationRunning {
+        /// The migration.
+        migration: String,
+        /// What runs.
+        command: MigrationCommand,
+    },
+    /// The migration files or their state could not be read: nothing is known about them, so
+    /// the new revision waits.
+    MigrationStateUnknown(String),
     /// Promoted: the preview is scaled from previewReplicaCount to full size before the switch.
     ScalingUpPreview {
         /// Available pods.
         available: i32,
         /// Pods wanted.
         desired: i32,
+    },
+}
+
+/// Why an update is blocked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockReason {
+    /// Expand or backfill failed: fix the migration, then `abort` (rolls back what was
+    /// expanded) and `retry`, or set a new image.
+    MigrationFailed {
+        /// The migration, when known.
+        migration: Option<String>,
+        /// The error.
+        message: String,
+    },
+    /// The revision predates a contracted migration (an undo too far back): the old version
+    /// cannot run against the contracted schema.
+    MigrationContracted {
+        /// The contracted migration.
+        migration: String,
+        /// Revision number that introduced it.
+        introduced_by: i64,
+        /// Revision number asked for.
+        revision: i64,
     },
 }
 
@@ -141,6 +178,10 @@ impl Decision {
             Self::PostPromotion(PostHold::AnalysisRunning) => "PostPromotionAnalysisRunning",
             Self::Promoted(_) | Self::Healthy => "NewReplicaSetAvailable",
             Self::Aborted(_) => "RolloutAborted",
+            Self::Hold(HoldReason::MigrationRunning { .. }) => "MigrationRunning",
+            Self::Hold(HoldReason::MigrationStateUnknown(_)) => "MigrationStateUnknown",
+            Self::Blocked(BlockReason::MigrationFailed { .. }) => "MigrationFailed",
+            Self::Blocked(BlockReason::MigrationContracted { .. }) => "MigrationContracted",
         }
     }
 }
@@ -183,6 +224,7 @@ impl fmt::Display for Decision {
                 f.write_str("update aborted: there is no stable revision to return to")
             }
             Self::Healthy => f.write_str("rollout is healthy"),
+            Self::Blocked(b) => write!(f, "{b}"),
         }
     }
 }
@@ -227,6 +269,14 @@ impl fmt::Display for HoldReason {
             Self::AutoPromotionIn { seconds } => {
                 write!(f, "preview ready: promoting automatically in {seconds}s")
             }
+            Self::MigrationRunning { migration, command } => write!(
+                f,
+                "migration {migration}: {command} runs before the new revision starts"
+            ),
+            Self::MigrationStateUnknown(why) => write!(
+                f,
+                "waiting to read the migration state before the new revision starts: {why}"
+            ),
             Self::ScalingUpPreview { available, desired } => write!(
                 f,
                 "promoted: scaling the preview to full size before the switch, {available} of {desired} pods available"
@@ -245,5 +295,30 @@ impl fmt::Display for PromoteReason {
             Self::FastRollback => "fast rollback",
             Self::InconclusiveAnalysisPromoted => "promoted past inconclusive analysis",
         })
+    }
+}
+
+impl fmt::Display for BlockReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MigrationFailed { migration, message } => {
+                f.write_str("migration ")?;
+                if let Some(m) = migration {
+                    write!(f, "{m} ")?;
+                }
+                write!(
+                    f,
+                    "failed: {message}; no traffic moved. Fix it, then abort (rolls back what was expanded) and retry"
+                )
+            }
+            Self::MigrationContracted {
+                migration,
+                introduced_by,
+                revision,
+            } => write!(
+                f,
+                "revision {revision} refused: migration {migration} came with revision {introduced_by} and is contracted, so revision {revision} cannot run against the database any more; undo to revision {introduced_by} or later"
+            ),
+        }
     }
 }

@@ -23,11 +23,13 @@ pub(super) fn run(p: &mut Planner<'_>) -> Decision {
     }
     keep_stable_size(p, stable.as_deref());
     if p.status.abort {
+        super::migrations::on_abort(p, &current);
         return aborted(p, &current, stable.as_deref());
     }
     let decision = forward(p, &current, stable.as_deref());
     if p.status.abort {
         // A gate failed in this pass: act on the abort right away.
+        super::migrations::on_abort(p, &current);
         return aborted(p, &current, stable.as_deref());
     }
     decision
@@ -45,6 +47,7 @@ fn steady(p: &mut Planner<'_>, current: &str) -> Decision {
     if !verify_switch(p, current) {
         return Decision::AwaitingSwitchVerification;
     }
+    super::migrations::when_stable(p);
     Decision::Healthy
 }
 
@@ -67,6 +70,10 @@ fn forward(p: &mut Planner<'_>, current: &str, stable: Option<&str>) -> Decision
     let initial = p.status.stable_rs.is_none();
     let skip_gates = initial || p.status.promote_full || p.status.blue_green.fast_rollback;
     let switched = p.active().selector_hash.as_deref() == Some(current);
+    if !switched && let Some(hold) = super::migrations::before_preview(p, current) {
+        // The schema comes first: the revision gets no pods until its migrations are backfilled.
+        return hold;
+    }
     let full_size = skip_gates || switched || p.status.blue_green.scale_up_preview_check_point;
     let target = if full_size {
         replicas

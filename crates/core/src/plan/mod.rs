@@ -18,6 +18,7 @@ mod action;
 mod decision;
 mod flow;
 mod housekeeping;
+mod migrations;
 mod observed;
 mod status;
 
@@ -115,6 +116,7 @@ impl<'a> Planner<'a> {
     }
 
     fn finish(mut self, decision: Decision) -> Plan {
+        migrations::write_status(&mut self);
         status::finalize(&mut self, &decision);
         self.targets_to_actions();
         sort_actions(&mut self.actions);
@@ -449,6 +451,7 @@ fn sort_actions(actions: &mut [Action]) {
         Action::SwitchService { .. } => 3,
         Action::SetRevisionRole { .. } => 4,
         Action::StartAnalysis(_) | Action::TerminateAnalysis { .. } => 4,
+        Action::RunMigration(_) => 4,
         Action::RestartPods { .. } => 6,
         Action::DeleteRevision { .. } | Action::DeleteAnalysisRun { .. } => 7,
     });
@@ -483,6 +486,7 @@ static EMPTY_STATUS: RolloutStatus = RolloutStatus {
     hpa_replicas: 0,
     selector: None,
     conditions: Vec::new(),
+    migration: None,
 };
 
 static PLACEHOLDER_REVISION: ObservedRevision = ObservedRevision {

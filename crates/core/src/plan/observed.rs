@@ -2,7 +2,9 @@
 
 use jiff::Timestamp;
 
-use crate::api::{AnalysisPhase, Rollout};
+use crate::api::{AnalysisPhase, MigrationPhase, Rollout};
+
+use super::action::MigrationCommand;
 
 /// Everything `plan()` may base a decision on. Adapters fill it from their own world (ReplicaSets
 /// and EndpointSlices, or supervised processes and the router's table) and never add a fact that
@@ -20,6 +22,9 @@ pub struct Observed {
     pub preview_service: Option<ObservedService>,
     /// AnalysisRuns the rollout created.
     pub analysis_runs: Vec<ObservedAnalysisRun>,
+    /// The migrations of `spec.migrations` and what the executor is doing with them; None when
+    /// the rollout has none.
+    pub migrations: Option<ObservedMigrations>,
 }
 
 /// One revision of the rollout's pod template.
@@ -111,4 +116,72 @@ pub enum RevisionRole {
     Active,
     /// Selected by the preview Service only.
     Preview,
+}
+
+/// The migration set of a rollout: the files in order with their recorded phase (one read of
+/// `cutover_migrations`), and the executor's run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObservedMigrations {
+    /// Every migration file, in application order, with its state.
+    pub migrations: Vec<ObservedMigration>,
+    /// A run in progress (one at a time per rollout).
+    pub running: Option<RunningMigration>,
+    /// The last run that failed, kept until the next run starts.
+    pub failure: Option<MigrationFailure>,
+    /// The files or the state table could not be read (or not yet): why. While this is set
+    /// nothing about the migrations is known, so no new revision starts.
+    pub unreadable: Option<String>,
+}
+
+impl ObservedMigrations {
+    /// The first migration that still needs expand or backfill before a new revision may take
+    /// traffic.
+    pub fn next_pending(&self) -> Option<&ObservedMigration> {
+        self.migrations.iter().find(|m| m.phase.needs_work())
+    }
+}
+
+/// One migration file and its row in `cutover_migrations`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedMigration {
+    /// File name without extension.
+    pub name: String,
+    /// Recorded phase (`Pending` without a row).
+    pub phase: MigrationPhase,
+    /// When the backfill finished.
+    pub backfilled_at: Option<Timestamp>,
+    /// When contract finished.
+    pub contracted_at: Option<Timestamp>,
+    /// Number of the revision cutover last ran expand for; None when it never did (e.g. an
+    /// operator ran `cutover migrate` by hand).
+    pub revision: Option<i64>,
+    /// Its contract phase changes the schema. Without one (e.g. only `create_index`), contract
+    /// just closes the migration: nothing is dropped, so it is never gated and runs at once.
+    pub has_contract: bool,
+}
+
+/// A migration command the executor is running.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningMigration {
+    /// What runs.
+    pub command: MigrationCommand,
+    /// Target migration, when known.
+    pub migration: Option<String>,
+    /// When it started.
+    pub since: Timestamp,
+}
+
+/// A migration command that failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrationFailure {
+    /// What ran.
+    pub command: MigrationCommand,
+    /// Target migration, when known.
+    pub migration: Option<String>,
+    /// Hash of the revision it ran for.
+    pub hash: String,
+    /// The error (the last line of what the command reported).
+    pub message: String,
+    /// When it failed.
+    pub at: Timestamp,
 }

@@ -121,6 +121,8 @@ fn conditions(p: &mut Planner<'_>, decision: &Decision, deadline_exceeded: bool)
         (ConditionStatus::False, "RolloutAborted")
     } else if matches!(decision, Decision::Invalid(_)) {
         (ConditionStatus::False, "InvalidSpec")
+    } else if matches!(decision, Decision::Blocked(_)) {
+        (ConditionStatus::False, decision.reason())
     } else {
         (ConditionStatus::True, decision.reason())
     };
@@ -238,6 +240,10 @@ fn phase(p: &mut Planner<'_>, decision: &Decision, deadline_exceeded: bool) {
         Decision::Aborted(_) => (
             RolloutPhase::Degraded,
             format!("RolloutAborted: Rollout aborted update to revision {revision}"),
+        ),
+        Decision::Blocked(_) => (
+            RolloutPhase::Degraded,
+            format!("{}: {decision}", decision.reason()),
         ),
         _ if deadline_exceeded => (
             RolloutPhase::Degraded,

@@ -2,6 +2,11 @@
 //! Running and Ready with a unique fake IP (10.244.x.y: the Endpoints controller refuses
 //! loopback addresses), finishes their deletion (no kubelet confirms it
 //! otherwise), and marks pods unready on demand.
+//!
+//! Pods owned by a Job run to an end instead (nothing is executed): the last word of the first
+//! container's `command` followed by its `args` decides, as if it were the program run —
+//! `true` (`["true"]`, `["sh", "-c", "true"]`, `["/bin/true"]`) exits 0 and the pod Succeeded,
+//! `false` exits 1 and the pod Failed; any other command keeps the pod Running until deleted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -123,6 +128,10 @@ async fn tend(client: &Client, pods: &Api<Pod>, ns: &str, pod: &Pod, state: &Mut
             .unwrap();
         let _ = client.request_text(req).await;
     }
+    if owned_by_job(pod) {
+        finish_job_pod(pods, pod).await;
+        return;
+    }
     let (want_ready, ip) = {
         let mut s = state.lock().unwrap();
         if is_ready(pod).is_none() && s.hold_new {
@@ -165,5 +174,65 @@ async fn tend(client: &Client, pods: &Api<Pod>, ns: &str, pod: &Pod, state: &Mut
     }});
     let _ = pods
         .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
+}
+
+fn owned_by_job(pod: &Pod) -> bool {
+    pod.owner_references().iter().any(|o| o.kind == "Job")
+}
+
+/// The exit code of a Job's pod by the convention in the module doc; None: it keeps running.
+fn exit_code(pod: &Pod) -> Option<i32> {
+    let container = pod.spec.as_ref()?.containers.first()?;
+    let words: Vec<&String> = container
+        .command
+        .iter()
+        .flatten()
+        .chain(container.args.iter().flatten())
+        .collect();
+    match words.last()?.rsplit('/').next()? {
+        "true" => Some(0),
+        "false" => Some(1),
+        _ => None,
+    }
+}
+
+async fn finish_job_pod(pods: &Api<Pod>, pod: &Pod) {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(phase, Some("Succeeded" | "Failed" | "Running")) {
+        return;
+    }
+    let now = jiff::Timestamp::now().to_string();
+    let container = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .map_or("main".to_string(), |c| c.name.clone());
+    let (phase, state) = match exit_code(pod) {
+        Some(code) => (
+            if code == 0 { "Succeeded" } else { "Failed" },
+            json!({ "terminated": {
+                "exitCode": code,
+                "reason": if code == 0 { "Completed" } else { "Error" },
+                "startedAt": now, "finishedAt": now,
+            }}),
+        ),
+        None => ("Running", json!({ "running": { "startedAt": now } })),
+    };
+    let patch = json!({ "status": {
+        "phase": phase,
+        "hostIP": "127.0.0.1",
+        "startTime": now,
+        "containerStatuses": [{
+            "name": container, "image": "stand-in", "imageID": "", "ready": false,
+            "restartCount": 0, "state": state,
+        }],
+    }});
+    let _ = pods
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
         .await;
 }

@@ -68,7 +68,12 @@ impl Client {
         let body = ApplyRequest {
             sources: files
                 .into_iter()
-                .map(|(path, text)| SourceDto { path, text })
+                .map(|(path, text)| SourceDto {
+                    // The daemon resolves paths in the manifests (spec.migrations.source.dir)
+                    // against the file's directory, and its working directory may differ.
+                    path: std::fs::canonicalize(&path).map_or(path, |p| p.display().to_string()),
+                    text,
+                })
                 .collect(),
         };
         self.send(self.http.post(self.url("/v1/apply")).json(&body))

@@ -103,6 +103,7 @@ impl Engine {
                     *before,
                     u32::try_from(*max_unavailable).unwrap_or(1),
                 ),
+                Action::RunMigration(req) => self.run_migration(tx, &name, req, now)?,
             }
         }
         tx.put_status(&name, &plan.status)?;

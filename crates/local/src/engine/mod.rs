@@ -4,6 +4,7 @@
 
 mod analysis;
 mod execute;
+mod migrations;
 mod observe;
 mod routes;
 
@@ -62,6 +63,8 @@ pub struct Engine {
     pub(crate) wake: Arc<Notify>,
     /// AnalysisRun runners of this daemon.
     pub(crate) runners: analysis::Runners,
+    /// Migration workers, one per rollout with `spec.migrations`.
+    pub(crate) migrations: migrations::MigrationWorkers,
 }
 
 impl Engine {
@@ -80,6 +83,7 @@ impl Engine {
             installed: Mutex::new(HashMap::new()),
             wake: Arc::new(Notify::new()),
             runners: analysis::Runners::default(),
+            migrations: migrations::MigrationWorkers::default(),
         })
     }
 

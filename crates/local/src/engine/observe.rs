@@ -57,12 +57,14 @@ impl Engine {
             None => None,
         };
         let analysis_runs = tx.runs(&name)?.iter().filter_map(observe_run).collect();
+        let migrations = self.observe_migrations(tx, rollout)?;
         Ok(Observed {
             rollout: rollout.clone(),
             revisions,
             active_service,
             preview_service,
             analysis_runs,
+            migrations,
         })
     }
 }

@@ -209,7 +209,12 @@ fn check_metric<T>(o: &Located<T>, path: &FieldPath, m: &Metric, diags: &mut Dia
     }
 }
 
-fn check_duration<T>(o: &Located<T>, p: &FieldPath, d: &DurationString, diags: &mut Diagnostics) {
+pub(super) fn check_duration<T>(
+    o: &Located<T>,
+    p: &FieldPath,
+    d: &DurationString,
+    diags: &mut Diagnostics,
+) {
     match d.parse() {
         Ok(_) | Err(DurationError::Templated(_)) => {}
         Err(e) => diags.push(

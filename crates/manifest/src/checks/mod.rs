@@ -2,6 +2,7 @@
 //! ranges, durations, selector/label agreement). Each finding carries a location and a fix.
 
 mod analysis;
+mod migrations;
 mod rollout;
 mod traffic;
 
@@ -25,6 +26,7 @@ pub(crate) fn check(set: &ManifestSet, diags: &mut Diagnostics) {
     for r in &set.rollouts {
         keep(r, diags, |d| rollout::check(set, r, d));
         keep(r, diags, |d| traffic::check(r, d));
+        keep(r, diags, |d| migrations::check(r, d));
     }
     for t in &set.analysis_templates {
         let s = &t.value.spec;
