@@ -16,8 +16,10 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
+use crate::cache::Caches;
 use crate::error::{Error, is_conflict, is_not_found};
 use crate::execute::Executor;
+use crate::expect::{EXPECTATION_TIMEOUT, Expectations, Kind, Want};
 use crate::metrics::Metrics;
 use crate::{FINALIZER, MANAGED_BY_ANNOTATION};
 
@@ -115,18 +117,23 @@ pub struct Context {
     pub config: Config,
     /// Version-dependent APIs.
     pub apis: DataPlaneApis,
+    /// The watch caches a reconcile reads.
+    pub caches: Caches,
+    /// Writes the caches must show before a Rollout is planned again.
+    pub expectations: Expectations,
     /// Consecutive failures per object, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    /// A context for `client`.
+    /// A context for `client` reading `caches`.
     pub fn new(
         client: Client,
         recorder: Recorder,
         metrics: Arc<Metrics>,
         config: Config,
         apis: DataPlaneApis,
+        caches: Caches,
     ) -> Self {
         Self {
             client,
@@ -134,6 +141,8 @@ impl Context {
             metrics,
             config,
             apis,
+            caches,
+            expectations: Expectations::default(),
             failures: Mutex::default(),
         }
     }
@@ -193,26 +202,32 @@ pub fn error_policy(rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> 
 }
 
 /// Observe → plan → execute → status → events.
-async fn apply(cached: &Rollout, ctx: &Context) -> Result<Action, Error> {
-    let ns = cached.namespace().ok_or(Error::MissingField("namespace"))?;
-    let name = cached.name_any();
-    // Plan on the stored Rollout, not the watch cache: a cached copy can predate our own last
-    // status write, and actions planned on it (a switch, say) would then run while their record
-    // in status is refused by the resourceVersion check below.
-    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &ns);
-    let Some(fresh) = api
-        .get_opt(&name)
-        .await
-        .map_err(|e| Error::kube(format!("get rollout {ns}/{name}"), e))?
-    else {
-        return Ok(Action::await_change());
-    };
-    let rollout = &fresh;
-    let world = crate::observe::observe(ctx, rollout, &ns).await?;
+async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
+    let ns = rollout
+        .namespace()
+        .ok_or(Error::MissingField("namespace"))?;
+    let name = rollout.name_any();
+    let key = format!("{ns}/{name}");
+    if !ctx.caches.ready().await {
+        return Err(Error::CacheClosed);
+    }
+    // Plan on the cached Rollout and objects only once the caches show our own last writes
+    // (the Rollout's status included): a copy that predates them would repeat actions and
+    // step the status back. The watch event that brings the write wakes this Rollout again;
+    // the requeue is only the safety net.
+    if let Some(unmet) = ctx.expectations.unmet(&key, &ctx.caches) {
+        tracing::debug!(rollout = %key, waiting_for = %unmet, "cache behind our last write");
+        return Ok(Action::requeue(EXPECTATION_TIMEOUT));
+    }
+    // Observation and planning make no API call: this is the controller's own work, timed
+    // apart from the round trips.
+    let local = ctx.metrics.local_timer();
+    let world = crate::observe::observe(&ctx.caches, rollout, &ns);
     let now = jiff::Timestamp::now();
     let plan = plan(&world.observed, now);
+    drop(local);
     for action in &plan.actions {
-        tracing::info!(rollout = %format!("{ns}/{name}"), "{action}");
+        tracing::info!(rollout = %key, "{action}");
     }
     let exec = Executor {
         ctx,
@@ -223,10 +238,20 @@ async fn apply(cached: &Rollout, ctx: &Context) -> Result<Action, Error> {
     for action in &plan.actions {
         exec.execute(action).await?;
     }
-    if !write_status(ctx, rollout, &ns, &plan).await? {
+    let written = write_status(ctx, rollout, &ns, &plan).await?;
+    if written != StatusWrite::Unchanged {
+        ctx.expectations.expect(
+            &key,
+            Kind::Rollout,
+            &ns,
+            &name,
+            Want::ChangedFrom(rollout.resource_version()),
+        );
+    }
+    if written == StatusWrite::Conflict {
         // The Rollout changed while we planned (a user's promote or abort on the status, most
-        // likely): plan again from what is stored now instead of overwriting it.
-        return Ok(Action::requeue(Duration::from_millis(100)));
+        // likely): plan again once the cache holds what is stored now, instead of overwriting it.
+        return Ok(Action::requeue(EXPECTATION_TIMEOUT));
     }
     publish_events(ctx, rollout, &plan).await;
     ctx.metrics
@@ -237,18 +262,28 @@ async fn apply(cached: &Rollout, ctx: &Context) -> Result<Action, Error> {
     ))
 }
 
+/// What became of a status write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StatusWrite {
+    /// The plan's status was the stored one: nothing written.
+    Unchanged,
+    /// Written.
+    Written,
+    /// Refused: the Rollout changed since it was observed.
+    Conflict,
+}
+
 /// Writes the plan's status whole with server-side apply on the status subresource, on the
 /// condition that the Rollout is still the one observed (its resourceVersion): a forced apply
-/// would otherwise silently undo a user's status patch made meanwhile. Returns false when the
-/// Rollout changed.
+/// would otherwise silently undo a user's status patch made meanwhile.
 async fn write_status(
     ctx: &Context,
     rollout: &Rollout,
     ns: &str,
     plan: &Plan,
-) -> Result<bool, Error> {
+) -> Result<StatusWrite, Error> {
     if rollout.status.as_ref() == Some(&plan.status) {
-        return Ok(true);
+        return Ok(StatusWrite::Unchanged);
     }
     let mut status = serde_json::to_value(&plan.status).map_err(|source| Error::Json {
         what: "rollout status",
@@ -283,8 +318,8 @@ async fn write_status(
         )
         .await
     {
-        Ok(_) => Ok(true),
-        Err(e) if is_conflict(&e) => Ok(false),
+        Ok(_) => Ok(StatusWrite::Written),
+        Err(e) if is_conflict(&e) => Ok(StatusWrite::Conflict),
         Err(e) => Err(Error::kube(
             format!("apply status of rollout {ns}/{name}"),
             e,
@@ -353,5 +388,7 @@ async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
         }
     }
     ctx.metrics.forget(&ns, &rollout.name_any());
+    ctx.expectations
+        .forget(&format!("{ns}/{}", rollout.name_any()));
     Ok(Action::await_change())
 }

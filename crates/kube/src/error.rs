@@ -39,6 +39,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A watch cache's writer is gone: the controller is shutting down.
+    #[error("the watch caches are closed")]
+    CacheClosed,
     /// Another instance took over the leader Lease; this one stops.
     #[error("leadership lost: lease {0} is held by another instance")]
     LeaseLost(String),
@@ -68,6 +71,7 @@ impl Error {
             Self::Config(_) => "config",
             Self::Server { .. } => "server",
             Self::LeaseLost(_) => "lease_lost",
+            Self::CacheClosed => "cache_closed",
         }
     }
 }

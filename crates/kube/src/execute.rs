@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::analysis;
 use crate::controller::Context;
 use crate::error::{Error, is_conflict, is_not_found};
+use crate::expect::{Kind, Want};
 use crate::observe::World;
 use crate::{
     MANAGED_BY_ANNOTATION, REVISION_ANNOTATION, ROLE_ANNOTATION, ROLLOUT_LABEL,
@@ -67,21 +68,50 @@ impl Executor<'_> {
                 max_unavailable,
             } => self.restart_pods(hash, *before, *max_unavailable).await,
             Action::StartAnalysis(req) => {
-                analysis::start(self.ctx, self.rollout, self.ns, req).await
+                analysis::start(self.ctx, self.rollout, self.ns, req).await?;
+                self.expect(Kind::AnalysisRun, &req.name, Want::ChangedFrom(None));
+                Ok(())
             }
             Action::TerminateAnalysis { name } => {
                 analysis::terminate(self.ctx, self.ns, name).await
             }
-            Action::DeleteAnalysisRun { name } => analysis::delete(self.ctx, self.ns, name).await,
+            Action::DeleteAnalysisRun { name } => {
+                analysis::delete(self.ctx, self.ns, name).await?;
+                let before = self.world.runs.get(name).and_then(|r| r.resource_version());
+                self.expect(Kind::AnalysisRun, name, Want::Gone(before));
+                Ok(())
+            }
             // Migrations on Kubernetes run as a Job; until it exists the action is not executed.
             Action::RunMigration(_) => Ok(()),
+        }
+    }
+
+    /// Records that the next reconcile must see this write in the cache.
+    fn expect(&self, kind: Kind, name: &str, want: Want) {
+        let rollout = format!("{}/{}", self.ns, self.rollout.name_any());
+        self.ctx
+            .expectations
+            .expect(&rollout, kind, self.ns, name, want);
+    }
+
+    /// After a patch: expect the cache to move past the version the plan saw, unless the
+    /// patch changed nothing (the API then keeps the version, and waiting would be in vain).
+    fn expect_patched(
+        &self,
+        kind: Kind,
+        name: &str,
+        before: Option<String>,
+        after: Option<String>,
+    ) {
+        if before != after {
+            self.expect(kind, name, Want::ChangedFrom(before));
         }
     }
 
     fn rs_name(&self, hash: &str) -> String {
         self.world.replica_sets.get(hash).map_or_else(
             || format!("{}-{hash}", self.rollout.name_any()),
-            ResourceExt::name_any,
+            |rs| rs.name_any(),
         )
     }
 
@@ -89,7 +119,10 @@ impl Executor<'_> {
         let rs = replica_set_for(self.rollout, hash, revision)?;
         let api: Api<ReplicaSet> = Api::namespaced(self.ctx.client.clone(), self.ns);
         match api.create(&PostParams::default(), &rs).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.expect(Kind::ReplicaSet, &rs.name_any(), Want::ChangedFrom(None));
+                Ok(())
+            }
             Err(e) if is_conflict(&e) => Ok(()),
             Err(e) => Err(Error::kube(
                 format!("create replicaset {}/{}", self.ns, rs.name_any()),
@@ -101,10 +134,17 @@ impl Executor<'_> {
     async fn patch_rs(&self, hash: &str, patch: Value) -> Result<(), Error> {
         let name = self.rs_name(hash);
         let api: Api<ReplicaSet> = Api::namespaced(self.ctx.client.clone(), self.ns);
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        let patched = api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map(|_| ())
-            .map_err(|e| Error::kube(format!("patch replicaset {}/{name}", self.ns), e))
+            .map_err(|e| Error::kube(format!("patch replicaset {}/{name}", self.ns), e))?;
+        let before = self
+            .world
+            .replica_sets
+            .get(hash)
+            .and_then(|rs| rs.resource_version());
+        self.expect_patched(Kind::ReplicaSet, &name, before, patched.resource_version());
+        Ok(())
     }
 
     async fn switch_service(&self, service: &str, to: &str) -> Result<(), Error> {
@@ -113,17 +153,32 @@ impl Executor<'_> {
             "spec": { "selector": { POD_TEMPLATE_HASH_LABEL: to } },
         });
         let api: Api<Service> = Api::namespaced(self.ctx.client.clone(), self.ns);
-        api.patch(service, &PatchParams::default(), &Patch::Merge(&patch))
+        let patched = api
+            .patch(service, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map(|_| ())
-            .map_err(|e| Error::kube(format!("switch service {}/{service}", self.ns), e))
+            .map_err(|e| Error::kube(format!("switch service {}/{service}", self.ns), e))?;
+        let before = self
+            .world
+            .services
+            .get(service)
+            .and_then(|s| s.resource_version());
+        self.expect_patched(Kind::Service, service, before, patched.resource_version());
+        Ok(())
     }
 
     async fn delete_revision(&self, hash: &str) -> Result<(), Error> {
         let name = self.rs_name(hash);
         let api: Api<ReplicaSet> = Api::namespaced(self.ctx.client.clone(), self.ns);
         match api.delete(&name, &DeleteParams::background()).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                let before = self
+                    .world
+                    .replica_sets
+                    .get(hash)
+                    .and_then(|rs| rs.resource_version());
+                self.expect(Kind::ReplicaSet, &name, Want::Gone(before));
+                Ok(())
+            }
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(Error::kube(
                 format!("delete replicaset {}/{name}", self.ns),

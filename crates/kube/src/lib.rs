@@ -3,16 +3,19 @@
 //! returned actions and writes the status. It decides nothing itself.
 //!
 //! Layout after kube-rs's controller-rs: [`controller`] holds `reconcile` → `finalizer` →
-//! `apply` / `cleanup` and the error policy; [`observe`] builds the planner's snapshot;
+//! `apply` / `cleanup` and the error policy; [`cache`] holds the watch caches a reconcile reads
+//! and [`expect`] the writes they must show first; [`observe`] builds the planner's snapshot;
 //! [`execute`] turns actions into API calls; [`run_controller`] wires watches, leader election
 //! and the metrics/health server.
 
 mod analysis;
 pub mod analysisrun;
+pub mod cache;
 pub mod cli;
 pub mod controller;
 mod error;
 pub mod execute;
+pub mod expect;
 mod lease;
 pub mod metrics;
 pub mod observe;

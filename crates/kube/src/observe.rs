@@ -1,8 +1,10 @@
 //! Builds the planner's [`Observed`] snapshot of one Rollout from the API: its ReplicaSets, its
 //! pods, the active and preview Services with what their EndpointSlices serve, and its
-//! AnalysisRuns. Facts only: nothing an earlier pass computed.
+//! AnalysisRuns. Facts only: nothing an earlier pass computed. It reads the watch caches
+//! ([`crate::cache`]), so it makes no API call.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use cutover_core::api::{AnalysisPhase, AnalysisRun, POD_TEMPLATE_HASH_LABEL, Rollout};
 use cutover_core::plan::{
@@ -11,62 +13,41 @@ use cutover_core::plan::{
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, DynamicObject, ListParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::DynamicObject;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
-use crate::controller::Context;
-use crate::error::Error;
+use crate::cache::{Caches, SERVICE_NAME_LABEL, owned_by};
 use crate::{
-    ANALYSIS_KIND_LABEL, REVISION_ANNOTATION, ROLE_ANNOTATION, ROLLOUT_LABEL,
-    SCALE_DOWN_DEADLINE_ANNOTATION,
+    ANALYSIS_KIND_LABEL, REVISION_ANNOTATION, ROLE_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION,
 };
 
 /// What one observation saw: the planner's snapshot plus the objects the executor acts on.
 pub struct World {
     /// The snapshot handed to `plan()`.
     pub observed: Observed,
-    /// The rollout's ReplicaSets by pod-template hash.
-    pub replica_sets: BTreeMap<String, ReplicaSet>,
+    /// The rollout's ReplicaSets by pod-template hash (as cached: no pod template).
+    pub replica_sets: BTreeMap<String, Arc<ReplicaSet>>,
     /// The rollout's pods (not being deleted) by pod-template hash.
-    pub pods: BTreeMap<String, Vec<Pod>>,
+    pub pods: BTreeMap<String, Vec<Arc<Pod>>>,
+    /// The active and preview Services as cached, by name.
+    pub services: BTreeMap<String, Arc<Service>>,
+    /// The rollout's AnalysisRuns as cached, by name.
+    pub runs: BTreeMap<String, Arc<AnalysisRun>>,
 }
 
-/// Observes `rollout` in namespace `ns`.
-pub async fn observe(ctx: &Context, rollout: &Rollout, ns: &str) -> Result<World, Error> {
+/// Observes `rollout` in namespace `ns` from the controller's watch caches: no API calls.
+pub fn observe(caches: &Caches, rollout: &Rollout, ns: &str) -> World {
     let name = rollout.name_any();
-    let owned = ListParams::default().labels(&format!("{ROLLOUT_LABEL}={name}"));
-    let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), ns);
-    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let run_api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), ns);
-    let (rs_list, pod_list, run_list) = futures::try_join!(
-        async {
-            rs_api
-                .list(&owned)
-                .await
-                .map_err(|e| Error::kube(format!("list replicasets of {ns}/{name}"), e))
-        },
-        async {
-            pod_api
-                .list(&owned)
-                .await
-                .map_err(|e| Error::kube(format!("list pods of {ns}/{name}"), e))
-        },
-        async {
-            run_api
-                .list(&owned)
-                .await
-                .map_err(|e| Error::kube(format!("list analysisruns of {ns}/{name}"), e))
-        },
-    )?;
     let uid = rollout.meta().uid.clone();
-    let owned_by_rollout =
-        |refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
-            uid.is_none() || refs.iter().any(|r| Some(&r.uid) == uid.as_ref())
-        };
+    let owned_by_rollout = |refs: &[OwnerReference]| {
+        uid.is_none() || refs.iter().any(|r| Some(&r.uid) == uid.as_ref())
+    };
 
-    let mut pods: BTreeMap<String, Vec<Pod>> = BTreeMap::new();
+    let mut pods: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
     let mut pod_hash: BTreeMap<String, String> = BTreeMap::new();
-    for pod in pod_list.items {
+    for pod in owned_by(&caches.pods, ns, &name) {
         let Some(hash) = pod.labels().get(POD_TEMPLATE_HASH_LABEL).cloned() else {
             continue;
         };
@@ -75,10 +56,14 @@ pub async fn observe(ctx: &Context, rollout: &Rollout, ns: &str) -> Result<World
             pods.entry(hash).or_default().push(pod);
         }
     }
+    // The store is a hash map: sort so that actions over pods run in a stable order.
+    for list in pods.values_mut() {
+        list.sort_by_key(|p| p.name_any());
+    }
 
     let mut replica_sets = BTreeMap::new();
     let mut revisions = Vec::new();
-    for rs in rs_list.items {
+    for rs in owned_by(&caches.replica_sets, ns, &name) {
         if !owned_by_rollout(rs.owner_references()) || rs.meta().deletion_timestamp.is_some() {
             continue;
         }
@@ -88,20 +73,32 @@ pub async fn observe(ctx: &Context, rollout: &Rollout, ns: &str) -> Result<World
         revisions.push(observe_revision(&rs, &hash, pods.get(&hash)));
         replica_sets.insert(hash, rs);
     }
+    revisions.sort_by(|a, b| a.revision.cmp(&b.revision).then(a.hash.cmp(&b.hash)));
 
     let bg = &rollout.spec.strategy.blue_green;
-    let active_service = observe_service(ctx, ns, &bg.active_service, &pod_hash).await?;
-    let preview_service = match &bg.preview_service {
-        Some(p) => observe_service(ctx, ns, p, &pod_hash).await?,
-        None => None,
+    let mut services = BTreeMap::new();
+    let mut observe_named = |service: Option<&str>| {
+        let svc = service
+            .filter(|s| !s.is_empty())
+            .and_then(|s| caches.services.get(&ObjectRef::new(s).within(ns)))?;
+        let observed = observe_service(caches, ns, &svc, &pod_hash);
+        services.insert(svc.name_any(), svc);
+        Some(observed)
     };
-    let analysis_runs = run_list
-        .items
-        .iter()
-        .filter(|r| owned_by_rollout(r.owner_references()))
-        .filter_map(observe_run)
-        .collect();
-    Ok(World {
+    let active_service = observe_named(Some(&bg.active_service));
+    let preview_service = observe_named(bg.preview_service.as_deref());
+
+    let mut runs = BTreeMap::new();
+    let mut analysis_runs = Vec::new();
+    for run in owned_by(&caches.runs, ns, &name) {
+        if !owned_by_rollout(run.owner_references()) {
+            continue;
+        }
+        analysis_runs.extend(observe_run(&run));
+        runs.insert(run.name_any(), run);
+    }
+    analysis_runs.sort_by(|a: &ObservedAnalysisRun, b| a.name.cmp(&b.name));
+    World {
         observed: Observed {
             rollout: rollout.clone(),
             revisions,
@@ -112,10 +109,12 @@ pub async fn observe(ctx: &Context, rollout: &Rollout, ns: &str) -> Result<World
         },
         replica_sets,
         pods,
-    })
+        services,
+        runs,
+    }
 }
 
-fn observe_revision(rs: &ReplicaSet, hash: &str, pods: Option<&Vec<Pod>>) -> ObservedRevision {
+fn observe_revision(rs: &ReplicaSet, hash: &str, pods: Option<&Vec<Arc<Pod>>>) -> ObservedRevision {
     let annotations = rs.annotations();
     let status = rs.status.as_ref();
     ObservedRevision {
@@ -149,37 +148,25 @@ fn observe_revision(rs: &ReplicaSet, hash: &str, pods: Option<&Vec<Pod>>) -> Obs
 /// A Service, its selector's hash, and the hashes of the pods behind the ready endpoints of its
 /// EndpointSlices. An endpoint whose pod is unknown (another app's pod, or one already gone)
 /// counts as a foreign serving hash, so a switch is never confirmed while it is listed.
-async fn observe_service(
-    ctx: &Context,
+fn observe_service(
+    caches: &Caches,
     ns: &str,
-    name: &str,
+    svc: &Service,
     pod_hash: &BTreeMap<String, String>,
-) -> Result<Option<ObservedService>, Error> {
-    if name.is_empty() {
-        return Ok(None);
-    }
-    let api: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
-    let Some(svc) = api
-        .get_opt(name)
-        .await
-        .map_err(|e| Error::kube(format!("get service {ns}/{name}"), e))?
-    else {
-        return Ok(None);
-    };
+) -> ObservedService {
+    let name = svc.name_any();
     let selector_hash = svc
         .spec
         .as_ref()
         .and_then(|s| s.selector.as_ref())
         .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL))
         .cloned();
-    let slices: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), ns, &ctx.apis.endpoint_slices);
-    let list = slices
-        .list(&ListParams::default().labels(&format!("kubernetes.io/service-name={name}")))
-        .await
-        .map_err(|e| Error::kube(format!("list endpointslices of service {ns}/{name}"), e))?;
+    let slices = caches.slices.state_filter(|slice| {
+        slice.metadata.namespace.as_deref() == Some(ns)
+            && slice.labels().get(SERVICE_NAME_LABEL) == Some(&name)
+    });
     let mut serving = BTreeSet::new();
-    for slice in &list.items {
+    for slice in &slices {
         for pod in ready_endpoint_pods(slice) {
             serving.insert(
                 pod_hash
@@ -189,11 +176,11 @@ async fn observe_service(
             );
         }
     }
-    Ok(Some(ObservedService {
-        name: name.to_string(),
+    ObservedService {
+        name,
         selector_hash,
         serving: serving.into_iter().collect(),
-    }))
+    }
 }
 
 /// Pod names behind the ready endpoints of an EndpointSlice (v1 and v1beta1 share these

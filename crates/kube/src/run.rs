@@ -7,17 +7,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cutover_core::api::{AnalysisRun, Rollout};
+use cutover_core::api::Rollout;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Service;
-use kube::api::{Api, DynamicObject};
+use kube::api::Api;
+use kube::runtime::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{Controller, watcher};
 use kube::{Client, ResourceExt};
 
 use crate::analysisrun;
+use crate::cache::{Caches, SERVICE_NAME_LABEL, Streams};
 use crate::controller::{self, Config, Context, DataPlaneApis};
 use crate::error::Error;
 use crate::lease::Leader;
@@ -110,24 +109,25 @@ pub async fn run_with_client(
                 instance: config.leader_election.as_ref().map(|l| l.identity.clone()),
             },
         );
+        let (caches, writers) = Caches::new(&apis.endpoint_slices);
+        let streams = writers.streams(&client, config.namespace.as_deref(), &apis.endpoint_slices);
         let ctx = Arc::new(Context::new(
             client.clone(),
             recorder,
             metrics.clone(),
             config.reconciler.clone(),
             apis,
+            caches,
         ));
         // Both controllers stop on the same signal.
         let shutdown = shutdown.boxed().shared();
-        // Not in /metrics until `Metrics` registers it (see MeasurementMetrics::register).
-        let measurements = analysisrun::MeasurementMetrics::default();
         let analysis_runs = analysisrun::run(
             client.clone(),
             scoped(client.clone(), config.namespace.as_deref()),
-            measurements,
+            metrics.analysis.clone(),
             shutdown.clone(),
         );
-        let rollouts = controller_future(client, config.namespace.as_deref(), ctx, shutdown);
+        let rollouts = controller_future(ctx, streams, shutdown);
         let controller = futures::future::join(rollouts, analysis_runs).map(|_| ());
         match leader {
             Some(leader) => tokio::select! {
@@ -177,40 +177,36 @@ fn rollouts_using(
 }
 
 async fn controller_future(
-    client: Client,
-    ns: Option<&str>,
     ctx: Arc<Context>,
+    streams: Streams,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let rollouts: Api<Rollout> = scoped(client.clone(), ns);
-    let controller = Controller::new(rollouts, watcher::Config::default().any_semantic());
+    let controller = Controller::for_stream(streams.rollouts, ctx.caches.rollouts.clone());
     let store = controller.store();
     let by_service = store.clone();
-    let slices: Api<DynamicObject> = match ns {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &ctx.apis.endpoint_slices),
-        None => Api::all_with(client.clone(), &ctx.apis.endpoint_slices),
-    };
-    let owned = watcher::Config::default().labels(crate::ROLLOUT_LABEL);
     controller
-        .owns(scoped::<ReplicaSet>(client.clone(), ns), owned.clone())
-        .owns(scoped::<AnalysisRun>(client.clone(), ns), owned)
-        .watches(
-            scoped::<Service>(client.clone(), ns),
-            watcher::Config::default(),
-            move |svc| rollouts_using(&by_service, svc.namespace(), &svc.name_any()),
-        )
-        .watches_with(
-            slices,
-            ctx.apis.endpoint_slices.clone(),
-            watcher::Config::default().labels("kubernetes.io/service-name"),
+        .owns_stream(streams.replica_sets)
+        .owns_stream(streams.runs)
+        // Pods trigger their Rollout too: a switch is confirmed from EndpointSlices whose
+        // endpoints are matched to revisions through the pod cache.
+        .watches_stream(streams.pods, |pod| {
+            let rollout = pod.labels().get(crate::ROLLOUT_LABEL)?;
+            Some(ObjectRef::new(rollout).within(&pod.namespace()?))
+        })
+        .watches_stream(streams.services, move |svc| {
+            rollouts_using(&by_service, svc.namespace(), &svc.name_any())
+        })
+        .watches_stream_with(
+            streams.slices,
             move |slice| {
                 let service = slice
                     .labels()
-                    .get("kubernetes.io/service-name")
+                    .get(SERVICE_NAME_LABEL)
                     .cloned()
                     .unwrap_or_default();
                 rollouts_using(&store, slice.namespace(), &service)
             },
+            ctx.apis.endpoint_slices.clone(),
         )
         .graceful_shutdown_on(shutdown)
         .run(controller::reconcile, controller::error_policy, ctx)

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cutover_core::api::Rollout;
+use cutover_kube::cache::Caches;
 use cutover_kube::metrics::Metrics;
 use cutover_kube::{Config, Context, DataPlaneApis, controller};
 use http::{Request, Response};
@@ -50,6 +51,7 @@ async fn deleting_a_rollout_restores_service_selectors() {
         Arc::new(Metrics::default()),
         Config::default(),
         DataPlaneApis::current(),
+        Caches::new(&DataPlaneApis::current().endpoint_slices).0,
     ));
     let rollout_json = json!({
         "apiVersion": "cutover.dev/v1alpha1", "kind": "Rollout",

@@ -1,0 +1,312 @@
+//! The controller's watch caches (kube-rs reflectors) of what a reconcile reads: ReplicaSets,
+//! pods, AnalysisRuns, Services and EndpointSlices. A reconcile reads them instead of listing,
+//! so its cost does not grow with API round trips, and each watch also triggers the Rollouts
+//! it concerns.
+//!
+//! Cached objects are pruned to the fields the controller reads (no managedFields, no pod
+//! specs, no ReplicaSet pod templates, EndpointSlices reduced to their endpoints' pod and
+//! readiness): with a thousand Rollouts this is most of the controller's memory.
+
+use std::sync::Arc;
+
+use cutover_core::api::{AnalysisRun, Rollout};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Pod, PodStatus, Service, ServiceSpec};
+use kube::api::{Api, DynamicObject};
+use kube::core::ApiResource;
+use kube::runtime::reflector::{self, Store, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::{ROLLOUT_LABEL, TEMPLATE_ANNOTATION};
+
+/// Label of the EndpointSlices of a Service.
+pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Read handles of the caches.
+#[derive(Clone)]
+pub struct Caches {
+    /// The Rollouts (the controller's own store).
+    pub rollouts: Store<Rollout>,
+    /// ReplicaSets labelled with a Rollout.
+    pub replica_sets: Store<ReplicaSet>,
+    /// Pods labelled with a Rollout.
+    pub pods: Store<Pod>,
+    /// AnalysisRuns labelled with a Rollout.
+    pub runs: Store<AnalysisRun>,
+    /// All Services (a Rollout names its Services; they carry no label of ours).
+    pub services: Store<Service>,
+    /// EndpointSlices that belong to a Service.
+    pub slices: Store<DynamicObject>,
+}
+
+/// Write handles, consumed by [`Caches::streams`].
+pub struct Writers {
+    rollouts: Writer<Rollout>,
+    replica_sets: Writer<ReplicaSet>,
+    pods: Writer<Pod>,
+    runs: Writer<AnalysisRun>,
+    services: Writer<Service>,
+    slices: Writer<DynamicObject>,
+}
+
+/// A watch stream that fills a cache and yields the objects it touched.
+pub type Touched<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
+
+/// The watch streams feeding the caches; the controller polls them as its triggers.
+pub struct Streams {
+    /// Rollouts.
+    pub rollouts: Touched<Rollout>,
+    /// ReplicaSets.
+    pub replica_sets: Touched<ReplicaSet>,
+    /// Pods.
+    pub pods: Touched<Pod>,
+    /// AnalysisRuns.
+    pub runs: Touched<AnalysisRun>,
+    /// Services.
+    pub services: Touched<Service>,
+    /// EndpointSlices.
+    pub slices: Touched<DynamicObject>,
+}
+
+impl Caches {
+    /// Empty caches and their writers. `slices` is the EndpointSlice version discovery found.
+    pub fn new(slices: &ApiResource) -> (Self, Writers) {
+        let (rollouts, rollout_writer) = reflector::store();
+        let (replica_sets, rs_writer) = reflector::store();
+        let (pods, pod_writer) = reflector::store();
+        let (runs, run_writer) = reflector::store();
+        let (services, svc_writer) = reflector::store();
+        let slice_writer = Writer::new(slices.clone());
+        let caches = Self {
+            rollouts,
+            replica_sets,
+            pods,
+            runs,
+            services,
+            slices: slice_writer.as_reader(),
+        };
+        let writers = Writers {
+            rollouts: rollout_writer,
+            replica_sets: rs_writer,
+            pods: pod_writer,
+            runs: run_writer,
+            services: svc_writer,
+            slices: slice_writer,
+        };
+        (caches, writers)
+    }
+
+    /// Waits until every cache holds its first full list, so no reconcile plans on a partial
+    /// view (a missing ReplicaSet would look like a revision to create).
+    pub async fn ready(&self) -> bool {
+        futures::try_join!(
+            self.rollouts.wait_until_ready(),
+            self.replica_sets.wait_until_ready(),
+            self.pods.wait_until_ready(),
+            self.runs.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.slices.wait_until_ready(),
+        )
+        .is_ok()
+    }
+}
+
+impl Writers {
+    /// The ReplicaSet writer, for tests that fill a cache by hand.
+    #[cfg(test)]
+    pub(crate) fn replica_sets_mut(&mut self) -> &mut Writer<ReplicaSet> {
+        &mut self.replica_sets
+    }
+
+    /// The watch streams over `client` (all namespaces, or `ns`) that fill the caches.
+    pub fn streams(self, client: &kube::Client, ns: Option<&str>, slices: &ApiResource) -> Streams {
+        let owned = || {
+            watcher::Config::default()
+                .labels(ROLLOUT_LABEL)
+                .any_semantic()
+        };
+        let slice_api: Api<DynamicObject> = match ns {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, slices),
+            None => Api::all_with(client.clone(), slices),
+        };
+        Streams {
+            rollouts: reflected(
+                scoped(client, ns),
+                watcher::Config::default().any_semantic(),
+                prune_rollout,
+                self.rollouts,
+            ),
+            replica_sets: reflected(
+                scoped(client, ns),
+                owned(),
+                prune_replica_set,
+                self.replica_sets,
+            ),
+            pods: reflected(scoped(client, ns), owned(), prune_pod, self.pods),
+            runs: reflected(scoped(client, ns), owned(), prune_meta, self.runs),
+            services: reflected(
+                scoped(client, ns),
+                watcher::Config::default().any_semantic(),
+                prune_service,
+                self.services,
+            ),
+            slices: reflected(
+                slice_api,
+                watcher::Config::default()
+                    .labels(SERVICE_NAME_LABEL)
+                    .any_semantic(),
+                prune_slice,
+                self.slices,
+            ),
+        }
+    }
+}
+
+fn scoped<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn reflected<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    prune: fn(&mut K),
+    writer: Writer<K>,
+) -> Touched<K>
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    watcher(api, config)
+        .default_backoff()
+        .modify(prune)
+        .reflect(writer)
+        .touched_objects()
+        .boxed()
+}
+
+fn prune_meta<K: Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+}
+
+/// Drops what the controller never reads: managedFields and kubectl's copy of the last
+/// applied manifest (as large as the Rollout itself).
+pub fn prune_rollout(rollout: &mut Rollout) {
+    prune_meta(rollout);
+    if let Some(a) = rollout.meta_mut().annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Keeps what observation reads: labels, owners, deletion, start time and readiness.
+pub fn prune_pod(pod: &mut Pod) {
+    prune_meta(pod);
+    pod.meta_mut().annotations = None;
+    pod.spec = None;
+    pod.status = pod.status.take().map(|s| PodStatus {
+        start_time: s.start_time,
+        conditions: s.conditions,
+        phase: s.phase,
+        ..PodStatus::default()
+    });
+}
+
+/// Drops the pod template and the stored copy of the Rollout's template (read only by `undo`,
+/// which gets the ReplicaSet itself).
+pub fn prune_replica_set(rs: &mut ReplicaSet) {
+    prune_meta(rs);
+    if let Some(a) = rs.meta_mut().annotations.as_mut() {
+        a.remove(TEMPLATE_ANNOTATION);
+    }
+    if let Some(spec) = rs.spec.as_mut() {
+        spec.template = None;
+    }
+}
+
+/// Keeps the selector and annotations: what a switch reads and writes.
+pub fn prune_service(svc: &mut Service) {
+    prune_meta(svc);
+    svc.spec = svc.spec.take().map(|s| ServiceSpec {
+        selector: s.selector,
+        ..ServiceSpec::default()
+    });
+    svc.status = None;
+}
+
+/// Reduces an EndpointSlice to `{endpoints: [{targetRef: {name}, conditions: {ready}}]}`.
+pub fn prune_slice(slice: &mut DynamicObject) {
+    prune_meta(slice);
+    slice.metadata.annotations = None;
+    let endpoints: Vec<Value> = slice
+        .data
+        .get("endpoints")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|ep| {
+            let mut kept = json!({});
+            if let Some(name) = ep.pointer("/targetRef/name") {
+                kept["targetRef"] = json!({ "name": name });
+            }
+            if let Some(ready) = ep.pointer("/conditions/ready") {
+                kept["conditions"] = json!({ "ready": ready });
+            }
+            kept
+        })
+        .collect();
+    slice.data = json!({ "endpoints": endpoints });
+}
+
+/// The cached objects of one kind labelled with Rollout `name` in `ns`.
+pub fn owned_by<K>(store: &Store<K>, ns: &str, name: &str) -> Vec<Arc<K>>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store.state_filter(|o| {
+        o.meta().namespace.as_deref() == Some(ns)
+            && o.labels().get(ROLLOUT_LABEL).map(String::as_str) == Some(name)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pruned_slice_keeps_pods_and_readiness_only() {
+        let mut slice: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": { "name": "s", "labels": { SERVICE_NAME_LABEL: "app" } },
+            "addressType": "IPv4",
+            "endpoints": [
+                { "addresses": ["10.0.0.1"], "conditions": { "ready": false },
+                  "targetRef": { "kind": "Pod", "name": "app-1", "uid": "u" } },
+                { "addresses": ["10.0.0.2"], "targetRef": { "kind": "Pod", "name": "app-2" } }
+            ],
+            "ports": [{ "port": 80 }]
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        prune_slice(&mut slice);
+        assert_eq!(
+            slice.data,
+            json!({ "endpoints": [
+                { "targetRef": { "name": "app-1" }, "conditions": { "ready": false } },
+                { "targetRef": { "name": "app-2" } }
+            ] })
+        );
+        assert_eq!(
+            crate::observe::ready_endpoint_pods(&slice),
+            vec!["app-2".to_string()]
+        );
+    }
+}
