@@ -291,20 +291,10 @@ fn run(command: Command, backend: &commands::source::Backend) -> anyhow::Result<
         } => get::get(&name, watch, output, b),
         Command::Get {
             what: GetWhat::Analysisrun { name, output },
-        } => commands::analysis::get(
-            &name,
-            output,
-            b.local_only("get analysisrun", "`kubectl get analysisrun -o yaml`")?,
-        ),
+        } => commands::analysis::get(&name, output, b),
         Command::Terminate {
             what: TerminateWhat::Analysisrun { name },
-        } => commands::analysis::terminate(
-            &name,
-            b.local_only(
-                "terminate analysisrun",
-                "`kubectl patch analysisrun` (spec.terminate)",
-            )?,
-        ),
+        } => commands::analysis::terminate(&name, b),
         Command::List {
             what: ListWhat::Rollouts { output },
         } => get::list(output, b),

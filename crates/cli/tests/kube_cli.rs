@@ -1,7 +1,8 @@
 //! The CLI against Kubernetes: a real kube-apiserver (scripts/kube-test-env), the controller
 //! in-process, a kubelet stand-in, and the `cutover` binary run with `--kubeconfig -n` and as
 //! the kubectl plugin `kubectl-cutover`: get, list, status, set image, promote, abort, retry,
-//! undo, pause, resume.
+//! undo, pause, resume; and, on a second rollout measured by a web metric against a local HTTP
+//! server, get analysisrun, the AnalysisRun lines of the rollout tree, terminate analysisrun.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -41,28 +42,33 @@ fn ok(bin: &Path, kubeconfig: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn view(kubeconfig: &Path) -> Value {
+fn view_of(kubeconfig: &Path, rollout: &str) -> Value {
     serde_json::from_str(&ok(
         Path::new(CUTOVER),
         kubeconfig,
-        &["get", "rollout", "web", "-o", "json"],
+        &["get", "rollout", rollout, "-o", "json"],
     ))
     .expect("json")
 }
 
 fn wait(kubeconfig: &Path, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    wait_on(kubeconfig, "web", what, done)
+}
+
+fn wait_on(kubeconfig: &Path, rollout: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let start = std::time::Instant::now();
     loop {
-        let v = view(kubeconfig);
+        let v = view_of(kubeconfig, rollout);
         if done(&v) {
             return v;
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}: {}\nrevisions: {}\ntemplate: {}",
+            "timed out waiting for {what}: {}\nrevisions: {}\ntemplate: {}\nruns: {}",
             v["rollout"]["status"],
             v["revisions"],
-            v["rollout"]["spec"]["template"]
+            v["rollout"]["spec"]["template"],
+            v["runs"]
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -132,11 +138,16 @@ async fn cli_verbs_work_against_kubernetes_and_as_a_kubectl_plugin() {
         },
     }))
     .await;
+    let web = web_metric_server();
+    analysed_rollout(&env, &format!("http://{web}/ok")).await;
     let kubeconfig = env.dir().join("kubeconfig");
+    // The two rollouts are independent: their scenarios run side by side.
     let kc = kubeconfig.clone();
-    tokio::task::spawn_blocking(move || scenario(&kc))
-        .await
-        .expect("scenario");
+    let verbs = tokio::task::spawn_blocking(move || scenario(&kc));
+    let kc = kubeconfig.clone();
+    let analysis = tokio::task::spawn_blocking(move || analysis_scenario(&kc));
+    verbs.await.expect("scenario");
+    analysis.await.expect("analysis scenario");
 
     // As a kubectl plugin: the program name selects Kubernetes, KUBECONFIG the cluster.
     let plugin = env.dir().join("kubectl-cutover");
@@ -208,4 +219,137 @@ fn scenario(kc: &Path) {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
     let out = cutover(bin, kc, &["logs", "web"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("kubectl logs"));
+}
+
+/// An HTTP server answering every request with `{"ok": true}`: the web metric's target.
+fn web_metric_server() -> std::net::SocketAddr {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = r#"{"ok":true}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+/// A Rollout `api` whose pre-promotion analysis reads `url` once a minute until terminated,
+/// so a run stays Running with one measurement while the CLI looks at it.
+async fn analysed_rollout(env: &KubeEnv, url: &str) {
+    for name in ["api-active", "api-preview"] {
+        env.apply(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"selector": {"app": "api"}, "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]},
+        }))
+        .await;
+    }
+    env.apply(json!({
+        "apiVersion": "cutover.dev/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": {"name": "api-health", "namespace": NS},
+        "spec": {"metrics": [{
+            "name": "health", "interval": "1m", "successCondition": "result == true",
+            "provider": {"web": {"url": url, "jsonPath": "{$.ok}"}},
+        }]},
+    }))
+    .await;
+    env.apply(json!({
+        "apiVersion": "cutover.dev/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "api", "namespace": NS},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "api"}},
+            "template": {"metadata": {"labels": {"app": "api"}},
+                         "spec": {"containers": [{"name": "app", "image": "api:v1"}]}},
+            "strategy": {"blueGreen": {"activeService": "api-active", "previewService": "api-preview",
+                                       "scaleDownDelaySeconds": 0,
+                                       "prePromotionAnalysis": {"templates": [{"templateName": "api-health"}]}}},
+        },
+    }))
+    .await;
+}
+
+fn analysis_scenario(kc: &Path) {
+    let bin = Path::new(CUTOVER);
+    wait_on(kc, "api", "api Healthy on v1", |v| healthy_on(v, "api:v1"));
+    ok(bin, kc, &["set", "image", "api", "app=api:v2"]);
+    let v = wait_on(kc, "api", "a pre-promotion run with a measurement", |v| {
+        v["runs"][0]["status"]["metricResults"][0]["successful"].as_i64() >= Some(1)
+    });
+    let run = v["runs"][0]["name"].as_str().expect("run name").to_string();
+    let hash = v["runs"][0]["hash"].as_str().expect("run hash").to_string();
+    assert_eq!(v["runs"][0]["kind"], "pre", "{}", v["runs"]);
+    assert_eq!(v["runs"][0]["phase"], "Running", "{}", v["runs"]);
+
+    let text = ok(bin, kc, &["get", "analysisrun", &run]);
+    for expected in [
+        format!("Name:       {run}"),
+        format!("Rollout:    api (pre-promotion, revision {hash})"),
+        "Status:     Running".to_string(),
+        "Measured:   ✔ 1 ✖ 0 ? 0 ⚠ 0".to_string(),
+        "Metric health: Running".to_string(),
+    ] {
+        assert!(text.contains(&expected), "{expected:?} not in:\n{text}");
+    }
+    let json: Value =
+        serde_json::from_str(&ok(bin, kc, &["get", "analysisrun", &run, "-o", "json"]))
+            .expect("json");
+    assert_eq!(json["name"], run.as_str());
+    assert_eq!(json["rollout"], "api");
+    assert_eq!(json["terminated"], false);
+    assert_eq!(json["status"]["metricResults"][0]["name"], "health");
+
+    let tree = ok(bin, kc, &["get", "rollout", "api"]);
+    let line = run_line(&tree, &run);
+    assert!(
+        line.contains(" pre ") && line.contains("Running") && line.contains("✔ 1 ✖ 0 ? 0 ⚠ 0"),
+        "{tree}"
+    );
+
+    let said = ok(bin, kc, &["terminate", "analysisrun", &run]);
+    assert!(
+        said.contains(&format!("analysisrun '{run}' terminated")),
+        "{said}"
+    );
+    // The controller stops measuring and writes the final phase; the gate then passes.
+    let v = wait_on(kc, "api", "the terminated run Successful", |v| {
+        v["runs"][0]["phase"] == "Successful"
+    });
+    assert_eq!(v["runs"][0]["terminated"], true);
+    let tree = ok(bin, kc, &["get", "rollout", "api"]);
+    assert!(run_line(&tree, &run).contains("Successful"), "{tree}");
+    let said = ok(bin, kc, &["terminate", "analysisrun", &run]);
+    assert!(said.contains("already finished (Successful)"), "{said}");
+    wait_on(kc, "api", "api Healthy on v2", |v| healthy_on(v, "api:v2"));
+
+    for verb in ["get", "terminate"] {
+        let out = cutover(bin, kc, &[verb, "analysisrun", "nope"]);
+        assert_eq!(out.status.code(), Some(1), "{verb}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("analysisrun cli/nope: not found"),
+            "{verb}: {err}"
+        );
+    }
+}
+
+/// The line of the rollout tree's AnalysisRuns section naming `run`.
+fn run_line<'a>(tree: &'a str, run: &str) -> &'a str {
+    tree.split_once("AnalysisRuns:")
+        .and_then(|(_, runs)| runs.lines().find(|l| l.contains(run)))
+        .unwrap_or_else(|| panic!("no line for {run} in:\n{tree}"))
 }

@@ -1,18 +1,23 @@
 //! The controller's watch caches (kube-rs reflectors) of what a reconcile reads: ReplicaSets,
-//! pods, AnalysisRuns, Services and EndpointSlices. A reconcile reads them instead of listing,
+//! pods, AnalysisRuns, Services, EndpointSlices, and for migrations Jobs and ConfigMaps. A reconcile reads them instead of listing,
 //! so its cost does not grow with API round trips, and each watch also triggers the Rollouts
 //! it concerns.
 //!
 //! Cached objects are pruned to the fields the controller reads (no managedFields, no pod
 //! specs, no ReplicaSet pod templates, EndpointSlices reduced to their endpoints' pod and
-//! readiness): with a thousand Rollouts this is most of the controller's memory.
+//! readiness, Jobs to their status, ConfigMaps to their keys): with a thousand Rollouts this is
+//! most of the controller's memory.
 
 use std::sync::Arc;
 
 use cutover_core::api::{AnalysisRun, Rollout};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Pod, PodStatus, Service, ServiceSpec};
+use k8s_openapi::api::batch::v1::{Job, JobStatus};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodStatus, Service,
+    ServiceSpec,
+};
 use kube::api::{Api, DynamicObject};
 use kube::core::ApiResource;
 use kube::runtime::reflector::{self, Store, store::Writer};
@@ -40,6 +45,10 @@ pub struct Caches {
     pub services: Store<Service>,
     /// EndpointSlices that belong to a Service.
     pub slices: Store<DynamicObject>,
+    /// Migration Jobs labelled with a Rollout.
+    pub jobs: Store<Job>,
+    /// All ConfigMaps, keys only (a Rollout names the one holding its migration files).
+    pub config_maps: Store<ConfigMap>,
 }
 
 /// Write handles, consumed by [`Caches::streams`].
@@ -50,6 +59,8 @@ pub struct Writers {
     runs: Writer<AnalysisRun>,
     services: Writer<Service>,
     slices: Writer<DynamicObject>,
+    jobs: Writer<Job>,
+    config_maps: Writer<ConfigMap>,
 }
 
 /// A watch stream that fills a cache and yields the objects it touched.
@@ -69,6 +80,10 @@ pub struct Streams {
     pub services: Touched<Service>,
     /// EndpointSlices.
     pub slices: Touched<DynamicObject>,
+    /// Migration Jobs.
+    pub jobs: Touched<Job>,
+    /// ConfigMaps.
+    pub config_maps: Touched<ConfigMap>,
 }
 
 impl Caches {
@@ -80,6 +95,8 @@ impl Caches {
         let (runs, run_writer) = reflector::store();
         let (services, svc_writer) = reflector::store();
         let slice_writer = Writer::new(slices.clone());
+        let (jobs, job_writer) = reflector::store();
+        let (config_maps, config_map_writer) = reflector::store();
         let caches = Self {
             rollouts,
             replica_sets,
@@ -87,6 +104,8 @@ impl Caches {
             runs,
             services,
             slices: slice_writer.as_reader(),
+            jobs,
+            config_maps,
         };
         let writers = Writers {
             rollouts: rollout_writer,
@@ -95,6 +114,8 @@ impl Caches {
             runs: run_writer,
             services: svc_writer,
             slices: slice_writer,
+            jobs: job_writer,
+            config_maps: config_map_writer,
         };
         (caches, writers)
     }
@@ -109,6 +130,8 @@ impl Caches {
             self.runs.wait_until_ready(),
             self.services.wait_until_ready(),
             self.slices.wait_until_ready(),
+            self.jobs.wait_until_ready(),
+            self.config_maps.wait_until_ready(),
         )
         .is_ok()
     }
@@ -161,6 +184,13 @@ impl Writers {
                 prune_slice,
                 self.slices,
             ),
+            jobs: reflected(scoped(client, ns), owned(), prune_job, self.jobs),
+            config_maps: reflected(
+                scoped(client, ns),
+                watcher::Config::default().any_semantic(),
+                prune_config_map,
+                self.config_maps,
+            ),
         }
     }
 }
@@ -207,17 +237,66 @@ pub fn prune_rollout(rollout: &mut Rollout) {
     }
 }
 
-/// Keeps what observation reads: labels, owners, deletion, start time and readiness.
+/// Keeps what observation reads: labels, owners, deletion, start time and readiness, and for
+/// a migration Job's pod its containers' termination messages (the Job's report).
 pub fn prune_pod(pod: &mut Pod) {
     prune_meta(pod);
     pod.meta_mut().annotations = None;
     pod.spec = None;
+    let migration = pod
+        .labels()
+        .contains_key(crate::migrations::MIGRATION_JOB_LABEL);
     pod.status = pod.status.take().map(|s| PodStatus {
         start_time: s.start_time,
         conditions: s.conditions,
         phase: s.phase,
+        container_statuses: s
+            .container_statuses
+            .filter(|_| migration)
+            .map(|statuses| statuses.into_iter().map(prune_container_status).collect()),
         ..PodStatus::default()
     });
+}
+
+fn prune_container_status(status: ContainerStatus) -> ContainerStatus {
+    let terminated = status
+        .state
+        .and_then(|s| s.terminated)
+        .map(|t| ContainerStateTerminated {
+            exit_code: t.exit_code,
+            message: t.message,
+            reason: t.reason,
+            finished_at: t.finished_at,
+            ..ContainerStateTerminated::default()
+        });
+    ContainerStatus {
+        name: status.name,
+        state: Some(ContainerState {
+            terminated,
+            ..ContainerState::default()
+        }),
+        ..ContainerStatus::default()
+    }
+}
+
+/// Keeps a Job's metadata and conditions: its pod template is ours and never read back.
+pub fn prune_job(job: &mut Job) {
+    prune_meta(job);
+    job.spec = None;
+    job.status = job.status.take().map(|s| JobStatus {
+        conditions: s.conditions,
+        ..JobStatus::default()
+    });
+}
+
+/// Keeps a ConfigMap's keys (the migration names), not its values: the Job mounts the files.
+pub fn prune_config_map(config_map: &mut ConfigMap) {
+    prune_meta(config_map);
+    config_map.metadata.annotations = None;
+    config_map.binary_data = None;
+    if let Some(data) = config_map.data.as_mut() {
+        data.values_mut().for_each(String::clear);
+    }
 }
 
 /// Drops the pod template and the stored copy of the Rollout's template (read only by `undo`,

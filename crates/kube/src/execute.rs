@@ -81,8 +81,10 @@ impl Executor<'_> {
                 self.expect(Kind::AnalysisRun, name, Want::Gone(before));
                 Ok(())
             }
-            // Migrations on Kubernetes run as a Job; until it exists the action is not executed.
-            Action::RunMigration(_) => Ok(()),
+            // A Job runs `cutover migrate`; its state and report are observed next pass.
+            Action::RunMigration(req) => {
+                crate::migrations::run(self.ctx, self.rollout, self.ns, req).await
+            }
         }
     }
 

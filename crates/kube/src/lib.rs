@@ -18,6 +18,7 @@ pub mod execute;
 pub mod expect;
 mod lease;
 pub mod metrics;
+pub mod migrations;
 pub mod observe;
 pub mod ops;
 mod run;

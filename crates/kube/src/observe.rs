@@ -105,7 +105,7 @@ pub fn observe(caches: &Caches, rollout: &Rollout, ns: &str) -> World {
             active_service,
             preview_service,
             analysis_runs,
-            migrations: None,
+            migrations: crate::migrations::observe(caches, rollout, ns),
         },
         replica_sets,
         pods,

@@ -1,9 +1,11 @@
 //! What users do to a Rollout on Kubernetes, as the same patches the single-host backend makes
 //! in its store: promote and abort/retry patch the status subresource, pause/resume/restart/
-//! set image/undo patch the spec. The controller acts on them in its next reconcile. Also the
-//! read side: a Rollout with its ReplicaSets, pods and Services, for `get rollout`.
+//! set image/undo patch the spec; terminating an AnalysisRun patches its `spec.terminate`. The
+//! controllers act on them in their next reconcile. Also the read side: a Rollout with its
+//! ReplicaSets, pods, Services and AnalysisRuns, for `get rollout`, and one AnalysisRun, for
+//! `get analysisrun`.
 
-use cutover_core::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
+use cutover_core::api::{AnalysisRun, POD_TEMPLATE_HASH_LABEL, Rollout};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -194,6 +196,8 @@ pub struct Snapshot {
     pub pods: Vec<Pod>,
     /// Its active and preview Services (those that exist).
     pub services: Vec<Service>,
+    /// Its AnalysisRuns (labelled with its name), oldest first.
+    pub analysis_runs: Vec<AnalysisRun>,
 }
 
 /// Reads a Rollout and what it owns.
@@ -226,11 +230,13 @@ pub async fn snapshot(client: &Client, namespace: &str, name: &str) -> Result<Sn
             services.push(s);
         }
     }
+    let analysis_runs = analysis_runs_of(client, namespace, name).await?;
     Ok(Snapshot {
         rollout,
         replica_sets,
         pods,
         services,
+        analysis_runs,
     })
 }
 
@@ -245,4 +251,66 @@ pub async fn list(client: &Client, namespace: Option<&str>) -> Result<Vec<Rollou
         .await
         .map_err(api_err("list rollouts".to_string()))?
         .items)
+}
+
+/// The AnalysisRuns of a Rollout (labelled `cutover.dev/rollout=<name>`), oldest first.
+pub async fn analysis_runs_of(
+    client: &Client,
+    namespace: &str,
+    rollout: &str,
+) -> Result<Vec<AnalysisRun>, OpError> {
+    let selector = ListParams::default().labels(&format!("{ROLLOUT_LABEL}={rollout}"));
+    let mut runs = Api::<AnalysisRun>::namespaced(client.clone(), namespace)
+        .list(&selector)
+        .await
+        .map_err(api_err(format!(
+            "list analysisruns of {namespace}/{rollout}"
+        )))?
+        .items;
+    runs.sort_by_key(|r| (r.metadata.creation_timestamp.clone(), r.name_any()));
+    Ok(runs)
+}
+
+/// One AnalysisRun; a missing one is refused, naming namespace and name.
+pub async fn analysis_run(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<AnalysisRun, OpError> {
+    Api::<AnalysisRun>::namespaced(client.clone(), namespace)
+        .get(name)
+        .await
+        .map_err(api_err(format!("analysisrun {namespace}/{name}")))
+}
+
+/// Asks the controller to stop measuring an AnalysisRun (`spec.terminate: true`, as Argo's
+/// `terminate analysisrun`); returns a message for the user. A finished run is left alone.
+pub async fn terminate_analysis_run(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<String, OpError> {
+    let run = analysis_run(client, namespace, name).await?;
+    if let Some(phase) = run
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .filter(|p| p.is_completed())
+    {
+        return Ok(format!(
+            "analysisrun '{name}' already finished ({phase:?}); nothing to terminate"
+        ));
+    }
+    if run.spec.terminate == Some(true) {
+        return Ok(format!("analysisrun '{name}' is already terminating"));
+    }
+    Api::<AnalysisRun>::namespaced(client.clone(), namespace)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "terminate": true } })),
+        )
+        .await
+        .map_err(api_err(format!("analysisrun {namespace}/{name}")))?;
+    Ok(format!("analysisrun '{name}' terminated"))
 }

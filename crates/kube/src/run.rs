@@ -176,6 +176,27 @@ fn rollouts_using(
         .collect()
 }
 
+/// The Rollouts in `ns` whose migration files are in ConfigMap `config_map`.
+fn rollouts_migrating_from(
+    store: &Store<Rollout>,
+    ns: Option<String>,
+    config_map: &str,
+) -> Vec<ObjectRef<Rollout>> {
+    store
+        .state()
+        .iter()
+        .filter(|r| r.namespace() == ns)
+        .filter(|r| {
+            r.spec
+                .migrations
+                .as_ref()
+                .and_then(|m| m.source.config_map_ref.as_ref())
+                .is_some_and(|c| c.name == config_map)
+        })
+        .map(|r| ObjectRef::from_obj(&**r))
+        .collect()
+}
+
 async fn controller_future(
     ctx: Arc<Context>,
     streams: Streams,
@@ -184,9 +205,15 @@ async fn controller_future(
     let controller = Controller::for_stream(streams.rollouts, ctx.caches.rollouts.clone());
     let store = controller.store();
     let by_service = store.clone();
+    let by_config_map = store.clone();
     controller
         .owns_stream(streams.replica_sets)
         .owns_stream(streams.runs)
+        // A migration Job's progress, and new migration files, plan the Rollout again.
+        .owns_stream(streams.jobs)
+        .watches_stream(streams.config_maps, move |cm| {
+            rollouts_migrating_from(&by_config_map, cm.namespace(), &cm.name_any())
+        })
         // Pods trigger their Rollout too: a switch is confirmed from EndpointSlices whose
         // endpoints are matched to revisions through the pod cache.
         .watches_stream(streams.pods, |pod| {

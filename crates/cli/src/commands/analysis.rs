@@ -1,26 +1,23 @@
 //! `get analysisrun NAME` (each metric's measurements), `terminate analysisrun NAME`, and the
-//! AnalysisRun lines of the `get rollout` tree.
+//! AnalysisRun lines of the `get rollout` tree, on either backend (see `source`).
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::process::ExitCode;
 
-use cutover_local::api::{ClientError, RolloutView, RunView};
+use cutover_local::api::{RolloutView, RunView};
 
 use super::get::Output;
-use super::target::{client, runtime};
+use super::source::{Backend, Source};
+use super::target::runtime;
 
-/// `cutover get analysisrun NAME`.
-pub fn get(name: &str, output: Output, state_dir: &Path) -> anyhow::Result<ExitCode> {
-    let client = client(state_dir)?;
+/// `cutover get analysisrun NAME`: the daemon's run, or the AnalysisRun object of the
+/// namespace on Kubernetes, rendered the same way.
+pub fn get(name: &str, output: Output, backend: &Backend) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
-    let run = match rt.block_on(client.analysis_run(name)) {
+    let source = rt.block_on(Source::connect(backend))?;
+    let run = match rt.block_on(source.analysis_run(name)) {
         Ok(r) => r,
-        Err(ClientError::Refused(m)) => {
-            eprintln!("{m}");
-            return Ok(ExitCode::from(1));
-        }
-        Err(e) => return Err(e.into()),
+        Err(e) => return e.exit(),
     };
     match output {
         Output::Text => print!("{}", render_run(&run)),
@@ -30,20 +27,17 @@ pub fn get(name: &str, output: Output, state_dir: &Path) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// `cutover terminate analysisrun NAME`.
-pub fn terminate(name: &str, state_dir: &Path) -> anyhow::Result<ExitCode> {
-    let client = client(state_dir)?;
+/// `cutover terminate analysisrun NAME`: the daemon stops the run; on Kubernetes the
+/// AnalysisRun gets `spec.terminate: true` and its controller stops measuring.
+pub fn terminate(name: &str, backend: &Backend) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
-    match rt.block_on(client.terminate_run(name)) {
-        Ok(m) => {
-            println!("{m}");
+    let source = rt.block_on(Source::connect(backend))?;
+    match rt.block_on(source.terminate_run(name)) {
+        Ok(message) => {
+            println!("{message}");
             Ok(ExitCode::SUCCESS)
         }
-        Err(ClientError::Refused(m)) => {
-            eprintln!("{m}");
-            Ok(ExitCode::from(1))
-        }
-        Err(e) => Err(e.into()),
+        Err(e) => e.exit(),
     }
 }
 

@@ -29,6 +29,11 @@ pub struct MigrateArgs {
     /// Directory of migration files (`*.yaml`, applied in file-name order).
     #[arg(long, default_value = "migrations", global = true)]
     dir: PathBuf,
+    /// Write the outcome as JSON to this file when the command ends: every migration's phase
+    /// and the error, if any. On Kubernetes the migration Job passes its termination-message
+    /// file, which the controller reads instead of connecting to the database.
+    #[arg(long, value_name = "FILE", global = true)]
+    report: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -48,7 +53,14 @@ enum MigrateCommand {
         gate: GateArgs,
     },
     /// Add the new shape beside the old one (columns, sync triggers, indexes, NOT VALID checks).
-    Expand(Run),
+    Expand {
+        #[command(flatten)]
+        run: Run,
+        /// Backfill the same migration right after (what a rollout runs before its new revision
+        /// starts).
+        #[arg(long)]
+        and_backfill: bool,
+    },
     /// Copy data into the new shape in key batches; resumes after an interruption.
     Backfill {
         #[command(flatten)]
@@ -97,8 +109,12 @@ struct Run {
 struct GateArgs {
     /// The rollout's state as JSON ({"oldRevisionRunning": bool, "fullyPromotedAt": RFC 3339}),
     /// a file or `-`.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "rollout_state_json")]
     rollout_state: Option<PathBuf>,
+    /// The same rollout state given inline, for callers without a file or stdin (the
+    /// Kubernetes controller's contract Job).
+    #[arg(long, value_name = "JSON")]
+    rollout_state_json: Option<String>,
     /// Ask the single-host daemon about this rollout (default: the migration's `rollout:`).
     #[arg(long, value_name = "NAME")]
     rollout: Option<String>,
@@ -128,13 +144,18 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Runs `cutover migrate`.
 pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    let report = args.report.clone();
     let migrations = match cutover_migrate::load_dir(&args.dir) {
         Ok(m) => m,
         Err(e @ Error::File { .. }) => {
             eprintln!("{e}");
+            write_report(report.as_deref(), None, Some(e.to_string()))?;
             return Ok(ExitCode::from(1));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            write_report(report.as_deref(), None, Some(e.to_string()))?;
+            return Err(e.into());
+        }
     };
     if let MigrateCommand::Plan { name, dialect } = &args.command {
         let dialect = match dialect {
@@ -149,22 +170,33 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let url = args
-        .database_url
-        .clone()
-        .context("no database: pass --database-url or set DATABASE_URL")?;
+    let Some(url) = args.database_url.clone() else {
+        let why = "no database: pass --database-url or set DATABASE_URL";
+        write_report(report.as_deref(), None, Some(why.to_string()))?;
+        anyhow::bail!(why);
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        let options = options(&args.command);
+        let report = report.as_deref();
         if let Some(path) = url.strip_prefix("sqlite:") {
-            let options = options(&args.command);
-            let mut db = Sqlite::open(Path::new(path.trim_start_matches("//")), &options)?;
-            command(&mut db, &migrations, args.command, options).await
+            match Sqlite::open(Path::new(path.trim_start_matches("//")), &options) {
+                Ok(mut db) => {
+                    let ended = command(&mut db, &migrations, args.command, options).await;
+                    finish(&mut db, &migrations, report, ended).await
+                }
+                Err(e) => unreachable_database(report, e),
+            }
         } else {
-            let options = options(&args.command);
-            let mut db = Postgres::connect(&url, &options).await?;
-            command(&mut db, &migrations, args.command, options).await
+            match Postgres::connect(&url, &options).await {
+                Ok(mut db) => {
+                    let ended = command(&mut db, &migrations, args.command, options).await;
+                    finish(&mut db, &migrations, report, ended).await
+                }
+                Err(e) => unreachable_database(report, e),
+            }
         }
     })
 }
@@ -175,7 +207,7 @@ fn options(command: &MigrateCommand) -> Options {
         ..Options::default()
     };
     let run = match command {
-        MigrateCommand::Expand(r) | MigrateCommand::Rollback(r) => Some(r),
+        MigrateCommand::Expand { run, .. } | MigrateCommand::Rollback(run) => Some(run),
         MigrateCommand::Backfill {
             run,
             batch_size,
@@ -195,18 +227,146 @@ fn options(command: &MigrateCommand) -> Options {
     o
 }
 
+/// A command that did not succeed: its exit code and what it printed on stderr.
+struct Stopped {
+    code: u8,
+    message: String,
+}
+
+impl Stopped {
+    fn new(code: u8, message: impl std::fmt::Display) -> Self {
+        let message = message.to_string();
+        eprintln!("{message}");
+        Self { code, message }
+    }
+}
+
+fn unreachable_database(report: Option<&Path>, e: Error) -> anyhow::Result<ExitCode> {
+    let e = anyhow::Error::from(e);
+    write_report(report, None, Some(one_line(&e)))?;
+    Err(e)
+}
+
+/// The exit code, after writing the report (with the state table as it now stands) if asked.
+async fn finish<B: Backend>(
+    db: &mut B,
+    migrations: &[Migration],
+    report: Option<&Path>,
+    ended: anyhow::Result<Result<(), Stopped>>,
+) -> anyhow::Result<ExitCode> {
+    if report.is_some() {
+        let records = db.records().await.ok();
+        let reported = records.map(|r| reported_migrations(migrations, &r, db.dialect()));
+        let error = match &ended {
+            Ok(Ok(())) => None,
+            Ok(Err(stopped)) => Some(stopped.message.clone()),
+            Err(e) => Some(one_line(e)),
+        };
+        write_report(report, reported, error)?;
+    }
+    match ended? {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(stopped) => Ok(ExitCode::from(stopped.code)),
+    }
+}
+
+/// What `--report` writes. Kubernetes keeps at most 4096 bytes of a termination message, so
+/// the fields are few and the error is one line.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    /// Every migration file in order with its phase; None when the table could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    migrations: Option<Vec<ReportedMigration>>,
+    /// Why the command failed or was refused; None on success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportedMigration {
+    name: String,
+    phase: state::Phase,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backfilled_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    contracted_at: Option<Timestamp>,
+    /// Whether contract drops anything (a migration with an empty contract phase is closed
+    /// without waiting for the bake period).
+    contract: bool,
+}
+
+fn reported_migrations(
+    migrations: &[Migration],
+    records: &[Record],
+    dialect: Dialect,
+) -> Vec<ReportedMigration> {
+    migrations
+        .iter()
+        .map(|m| {
+            let record = records.iter().find(|r| r.name == m.name);
+            ReportedMigration {
+                name: m.name.clone(),
+                phase: record.map_or(state::Phase::Pending, |r| r.phase),
+                backfilled_at: record.and_then(|r| r.backfilled_at),
+                contracted_at: record.and_then(|r| r.contracted_at),
+                // A file that does not compile fails at expand; until then assume the worst.
+                contract: cutover_migrate::compile(m, dialect)
+                    .map_or(true, |plan| !plan.contract.is_empty()),
+            }
+        })
+        .collect()
+}
+
+/// Longest error kept in a report, so that the report fits a termination message.
+const REPORT_ERROR_MAX: usize = 1024;
+
+fn write_report(
+    path: Option<&Path>,
+    migrations: Option<Vec<ReportedMigration>>,
+    error: Option<String>,
+) -> anyhow::Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    let error = error.map(|mut e| {
+        if e.len() > REPORT_ERROR_MAX {
+            let mut cut = REPORT_ERROR_MAX;
+            while !e.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            e.truncate(cut);
+        }
+        e
+    });
+    let json = serde_json::to_string(&Report { migrations, error })?;
+    std::fs::write(path, json).with_context(|| format!("writing the report {}", path.display()))
+}
+
+/// An error with its causes on one line (PostgreSQL's message is in a cause).
+fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
 async fn command<B: Backend>(
     db: &mut B,
     migrations: &[Migration],
     command: MigrateCommand,
     mut options: Options,
-) -> anyhow::Result<ExitCode> {
-    let (kind, run, gate, force) = match command {
-        MigrateCommand::Plan { .. } => return Ok(ExitCode::SUCCESS),
-        MigrateCommand::Status { gate } => return status(db, migrations, &gate).await,
-        MigrateCommand::Expand(run) => (PhaseKind::Expand, run, GateArgs::default(), None),
+) -> anyhow::Result<Result<(), Stopped>> {
+    let (kind, run, gate, force, and_backfill) = match command {
+        MigrateCommand::Plan { .. } => return Ok(Ok(())),
+        MigrateCommand::Status { gate } => {
+            return status(db, migrations, &gate).await.map(|_| Ok(()));
+        }
+        MigrateCommand::Expand { run, and_backfill } => (
+            PhaseKind::Expand,
+            run,
+            GateArgs::default(),
+            None,
+            and_backfill,
+        ),
         MigrateCommand::Backfill { run, .. } => {
-            (PhaseKind::Backfill, run, GateArgs::default(), None)
+            (PhaseKind::Backfill, run, GateArgs::default(), None, false)
         }
         MigrateCommand::Contract {
             run,
@@ -216,9 +376,11 @@ async fn command<B: Backend>(
         } => {
             let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
             let forced = force.then(|| (who, reason.unwrap_or_default()));
-            (PhaseKind::Contract, run, gate, forced)
+            (PhaseKind::Contract, run, gate, forced, false)
         }
-        MigrateCommand::Rollback(run) => (PhaseKind::Rollback, run, GateArgs::default(), None),
+        MigrateCommand::Rollback(run) => {
+            (PhaseKind::Rollback, run, GateArgs::default(), None, false)
+        }
     };
     let records = db.records().await?;
     let target = cutover_migrate::target(migrations, &records, kind, run.name.as_deref())?;
@@ -233,7 +395,7 @@ async fn command<B: Backend>(
             }
             None => println!("-- nothing to {kind}"),
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Ok(()));
     }
     let rollout = if kind == PhaseKind::Contract {
         rollout_facts(&gate, target).await?
@@ -248,7 +410,7 @@ async fn command<B: Backend>(
             stop.store(true, Ordering::SeqCst);
         }
     });
-    let request = Request {
+    let mut request = Request {
         command: kind,
         target: run.name,
         rollout,
@@ -256,19 +418,39 @@ async fn command<B: Backend>(
         force,
         now: Timestamp::now(),
     };
-    match cutover_migrate::execute(db, migrations, &request, &options).await {
+    let outcome = match execute(db, migrations, &request, &options).await? {
+        Ok(outcome) => outcome,
+        Err(stopped) => return Ok(Err(stopped)),
+    };
+    if !and_backfill {
+        return Ok(Ok(()));
+    }
+    // The backfill of the migration just expanded (expand picked it when no name was given).
+    let Some(expanded) = outcome.migration else {
+        return Ok(Ok(()));
+    };
+    request.command = PhaseKind::Backfill;
+    request.target = Some(expanded);
+    request.now = Timestamp::now();
+    Ok(execute(db, migrations, &request, &options)
+        .await?
+        .map(|_| ()))
+}
+
+/// One phase; a refusal or an interruption is a [`Stopped`] with its exit code.
+async fn execute<B: Backend>(
+    db: &mut B,
+    migrations: &[Migration],
+    request: &Request,
+    options: &Options,
+) -> anyhow::Result<Result<Outcome, Stopped>> {
+    match cutover_migrate::execute(db, migrations, request, options).await {
         Ok(outcome) => {
-            summary(kind, &outcome);
-            Ok(ExitCode::SUCCESS)
+            summary(request.command, &outcome);
+            Ok(Ok(outcome))
         }
-        Err(Error::Refused(refusal)) => {
-            eprintln!("{refusal}");
-            Ok(ExitCode::from(3))
-        }
-        Err(e @ Error::Interrupted { .. }) => {
-            eprintln!("{e}");
-            Ok(ExitCode::from(130))
-        }
+        Err(Error::Refused(refusal)) => Ok(Err(Stopped::new(3, refusal))),
+        Err(e @ Error::Interrupted { .. }) => Ok(Err(Stopped::new(130, e))),
         Err(e) => Err(e.into()),
     }
 }
@@ -320,6 +502,14 @@ async fn rollout_facts(
         .rollout
         .clone()
         .or_else(|| target.and_then(|m| m.spec.rollout.clone()));
+    if let Some(json) = &gate.rollout_state_json {
+        let facts: RolloutFacts =
+            serde_json::from_str(json).context("--rollout-state-json: not rollout state JSON")?;
+        return Ok(Some((
+            name.unwrap_or_else(|| "(given inline)".into()),
+            facts,
+        )));
+    }
     if let Some(path) = &gate.rollout_state {
         let text = if path.as_os_str() == "-" {
             std::io::read_to_string(std::io::stdin())?

@@ -7,10 +7,12 @@
 
 use std::path::PathBuf;
 
-use cutover_core::api::POD_TEMPLATE_HASH_LABEL;
+use cutover_core::api::{AnalysisPhase, AnalysisRun, POD_TEMPLATE_HASH_LABEL};
 use cutover_kube::ops::{self, OpError, Snapshot};
+use cutover_kube::{ANALYSIS_KIND_LABEL, ROLLOUT_LABEL};
 use cutover_local::api::{
-    Client as LocalClient, ClientError, ReplicaView, RevisionView, RolloutView, ServiceView,
+    Client as LocalClient, ClientError, ReplicaView, RevisionView, RolloutView, RunView,
+    ServiceView,
 };
 use cutover_local::ops::Operation;
 use k8s_openapi::api::core::v1::Pod;
@@ -193,6 +195,55 @@ impl Source {
             } => Ok(ops::operate(client, namespace, name, op).await?),
         }
     }
+
+    /// One AnalysisRun with its measurements.
+    pub async fn analysis_run(&self, name: &str) -> Result<RunView, SourceError> {
+        match self {
+            Source::Local(c) => Ok(c.analysis_run(name).await?),
+            Source::Kube {
+                client, namespace, ..
+            } => Ok(run_view(ops::analysis_run(client, namespace, name).await?)),
+        }
+    }
+
+    /// Stops an AnalysisRun; returns the message for the user.
+    pub async fn terminate_run(&self, name: &str) -> Result<String, SourceError> {
+        match self {
+            Source::Local(c) => Ok(c.terminate_run(name).await?),
+            Source::Kube {
+                client, namespace, ..
+            } => Ok(ops::terminate_analysis_run(client, namespace, name).await?),
+        }
+    }
+}
+
+/// The display view of an AnalysisRun object: the same view the daemon serves, so one
+/// renderer (and one JSON shape) serves both backends. Rollout, kind and revision come from
+/// the labels the controller puts on the runs it creates; a run without status has not been
+/// picked up by the measuring controller yet, hence Pending.
+fn run_view(run: AnalysisRun) -> RunView {
+    let label = |key: &str| run.labels().get(key).cloned().unwrap_or_default();
+    RunView {
+        name: run.name_any(),
+        rollout: label(ROLLOUT_LABEL),
+        kind: label(ANALYSIS_KIND_LABEL),
+        hash: label(POD_TEMPLATE_HASH_LABEL),
+        phase: format!(
+            "{:?}",
+            run.status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .unwrap_or(AnalysisPhase::Pending)
+        ),
+        message: run.status.as_ref().and_then(|s| s.message.clone()),
+        created_at: run
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(jiff::Timestamp::UNIX_EPOCH, |t| t.0),
+        terminated: run.spec.terminate.unwrap_or(false),
+        status: run.status,
+    }
 }
 
 /// The display view of a Rollout on Kubernetes: ReplicaSets as revisions, pods as replicas.
@@ -259,7 +310,7 @@ fn view(s: Snapshot) -> RolloutView {
         revisions,
         services,
         events: Vec::new(),
-        runs: Vec::new(),
+        runs: s.analysis_runs.into_iter().map(run_view).collect(),
     }
 }
 

@@ -3,9 +3,10 @@
 //!
 //! Only rows up to the highest key seen at the start are walked: every row written after that
 //! went through the sync triggers already, so the walk ends even under a steady insert load.
-//! Each batch takes its rows `FOR NO KEY UPDATE` (the application's writers wait at most one
-//! batch, never the whole table); READ COMMITTED re-checks `IS NULL` on a row's newest version,
-//! so a row someone filled after the batch was chosen is skipped.
+//! A batch is a primary-key range of `batch_size` keys; its UPDATE locks only the rows it
+//! changes, until the batch commits (the application's writers wait at most one batch, never
+//! the whole table). READ COMMITTED re-checks `IS NULL` on a row's newest version, so a row
+//! someone filled meanwhile is skipped.
 
 use std::time::Instant;
 
@@ -107,30 +108,33 @@ pub(crate) async fn run(
         }
         let after = last
             .as_ref()
-            .map(|l| format!(" AND {pk} > {}::{pk_type}", literal(l)))
+            .map(|l| format!("{pk} > {}::{pk_type} AND ", literal(l)))
             .unwrap_or_default();
-        // One round trip per batch: the rows, their update and the checkpoint commit together.
+        // One round trip per batch: its key range, the update and the checkpoint commit
+        // together. The range's upper key comes from the primary-key index alone (no row is
+        // read or locked for it); the UPDATE then walks exactly that index range and locks only
+        // the rows it changes — no separate `FOR UPDATE` pass that would write every row twice.
         let sql = format!(
             "BEGIN;
 SET LOCAL cutover.backfill = 'on';
-WITH batch AS (
-  SELECT {pk} AS _cutover_key FROM {table}
-  WHERE {col} IS NULL{after} AND {pk} <= {max_lit}
-  ORDER BY {pk} LIMIT {limit} FOR NO KEY UPDATE
+WITH bound AS (
+  SELECT coalesce(
+    (SELECT {pk} FROM {table} WHERE {after}{pk} <= {max_lit} ORDER BY {pk} OFFSET {offset} LIMIT 1),
+    {max_lit}) AS hi
 ), done AS (
-  UPDATE {table} SET {col} = ({expr}) FROM batch WHERE {table}.{pk} = batch._cutover_key RETURNING 1
-), newest AS (
-  SELECT _cutover_key::text AS key FROM batch ORDER BY _cutover_key DESC LIMIT 1
+  UPDATE {table} SET {col} = ({expr})
+  WHERE {after}{pk} <= (SELECT hi FROM bound) AND {col} IS NULL
+  RETURNING 1
 ), saved AS (
   UPDATE cutover_migrations SET
-    checkpoint = jsonb_build_object('step', {step}, 'last', (SELECT key FROM newest), 'max', {max_text}),
+    checkpoint = jsonb_build_object('step', {step}, 'last', (SELECT hi::text FROM bound), 'max', {max_text}),
     rows_backfilled = rows_backfilled + (SELECT count(*) FROM done),
     updated_at = now()
-  WHERE name = {name} AND EXISTS (SELECT 1 FROM newest) RETURNING 1
+  WHERE name = {name} RETURNING 1
 )
-SELECT (SELECT key FROM newest), (SELECT count(*) FROM done)::text, (SELECT count(*) FROM saved)::text;
+SELECT (SELECT hi::text FROM bound), (SELECT count(*) FROM done)::text, (SELECT count(*) FROM saved)::text;
 COMMIT;",
-            limit = options.batch_size.max(1),
+            offset = options.batch_size.max(1) - 1,
             expr = t.expr,
             step = t.step,
             max_text = literal(&max),
@@ -159,8 +163,9 @@ COMMIT;",
         };
         let millis = batch_start.elapsed().as_secs_f64() * 1000.0;
         let row = first_row(&messages);
-        let newest = row.and_then(|r| r.get(0)).map(str::to_owned);
-        let Some(newest) = newest else { break };
+        let Some(newest) = row.and_then(|r| r.get(0)).map(str::to_owned) else {
+            break;
+        };
         let rows: i64 = row
             .and_then(|r| r.get(1))
             .and_then(|n| n.parse().ok())
@@ -169,7 +174,12 @@ COMMIT;",
         report.batches += 1;
         report.max_batch_millis = report.max_batch_millis.max(millis);
         bar.inc(u64::try_from(rows).unwrap_or(0));
+        // The range reached the highest key seen at the start: every row is done.
+        let finished = newest == max;
         last = Some(newest);
+        if finished {
+            break;
+        }
         if !options.throttle.is_zero() {
             tokio::time::sleep(options.throttle).await;
         }
