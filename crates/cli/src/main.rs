@@ -239,6 +239,12 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         .map_err(|e| e.to_string())
 }
 
+/// jemalloc rather than the system allocator: the controller's and the router's many threads
+/// each get a glibc arena that keeps freed memory; jemalloc returns it (docs/benchmarks.md,
+/// "Controller with 1,000 Rollouts").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -35,6 +35,10 @@ use serde_json::{Value, json};
 
 const NODE: &str = "bench-node";
 
+/// The same allocator as the `cutover` binary, so the RSS is the shipped controller's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("controller") {
@@ -57,8 +61,19 @@ fn controller_child(kubeconfig: &str, metrics_addr: &str) -> anyhow::Result<()> 
         lease_name: "cutover-controller".into(),
         lease_duration_seconds: 15,
         identity: None,
+        workers: 16,
         log_json: false,
     };
+    // Live heap and the allocator's resident memory, for telling data from fragmentation.
+    std::thread::spawn(|| {
+        loop {
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = tikv_jemalloc_ctl::epoch::advance();
+            let allocated = tikv_jemalloc_ctl::stats::allocated::read().unwrap_or(0);
+            let resident = tikv_jemalloc_ctl::stats::resident::read().unwrap_or(0);
+            eprintln!("heap allocated={allocated} resident={resident}");
+        }
+    });
     cutover_kube::cli::run(args)?;
     Ok(())
 }
@@ -95,7 +110,8 @@ async fn bench(rollouts: usize, namespaces: usize) -> anyhow::Result<()> {
     );
 
     let metrics_addr = free_addr()?;
-    let mut controller = spawn_controller(&env.dir().join("kubeconfig"), metrics_addr)?;
+    let log = env.dir().join("controller.log");
+    let mut controller = spawn_controller(&env.dir().join("kubeconfig"), metrics_addr, &log)?;
     let pid = controller.id();
     println!("controller pid {pid}, metrics on {metrics_addr}");
 
@@ -115,7 +131,7 @@ async fn bench(rollouts: usize, namespaces: usize) -> anyhow::Result<()> {
         "phase 1: all {rollouts} Healthy {:.1} s after the first create",
         healthy.as_secs_f64()
     );
-    let after_create = sample(pid, metrics_addr).await?;
+    let after_create = sample(pid, metrics_addr, &log).await?;
     after_create.print("after phase 1");
 
     let started = Instant::now();
@@ -131,7 +147,7 @@ async fn bench(rollouts: usize, namespaces: usize) -> anyhow::Result<()> {
     );
     // Let the old revisions' scale-down deadlines pass and the controller settle.
     tokio::time::sleep(Duration::from_secs(15)).await;
-    let after_update = sample(pid, metrics_addr).await?;
+    let after_update = sample(pid, metrics_addr, &log).await?;
     after_update.print("after phase 2");
 
     let _ = controller.kill();
@@ -149,8 +165,12 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
-fn spawn_controller(kubeconfig: &std::path::Path, addr: SocketAddr) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(kubeconfig.with_file_name("controller.log"))?;
+fn spawn_controller(
+    kubeconfig: &std::path::Path,
+    addr: SocketAddr,
+    log: &std::path::Path,
+) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(log)?;
     Ok(Command::new(std::env::current_exe()?)
         .args([
             "controller",
@@ -335,6 +355,7 @@ async fn tend(client: &Client, pod: &Pod, next_ip: &AtomicU32) {
 
 /// What the controller's process and /metrics showed at one moment.
 struct Sample {
+    heap_mib: f64,
     rss_kib: u64,
     peak_kib: u64,
     reconciles: u64,
@@ -351,11 +372,12 @@ struct Quantiles {
 impl Sample {
     fn print(&self, when: &str) {
         println!(
-            "{when}: controller RSS {:.1} MiB (peak {:.1} MiB); {} reconciles; \
+            "{when}: controller RSS {:.1} MiB (peak {:.1} MiB, live heap {:.1} MiB); {} reconciles; \
              reconcile incl. API p50 ≤ {:.1} ms, p90 ≤ {:.1} ms, p99 ≤ {:.1} ms; \
              own work (caches + plan) p50 ≤ {:.3} ms, p90 ≤ {:.3} ms, p99 ≤ {:.3} ms",
             self.rss_kib as f64 / 1024.0,
             self.peak_kib as f64 / 1024.0,
+            self.heap_mib,
             self.reconciles,
             self.total.p50 * 1e3,
             self.total.p90 * 1e3,
@@ -367,7 +389,7 @@ impl Sample {
     }
 }
 
-async fn sample(pid: u32, addr: SocketAddr) -> anyhow::Result<Sample> {
+async fn sample(pid: u32, addr: SocketAddr, log: &std::path::Path) -> anyhow::Result<Sample> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| {
         status
@@ -378,9 +400,24 @@ async fn sample(pid: u32, addr: SocketAddr) -> anyhow::Result<Sample> {
             .unwrap_or(0)
     };
     let text = reqwest_free_get(addr, "/metrics").await?;
+    let heap_mib = std::fs::read_to_string(log)
+        .ok()
+        .and_then(|log| {
+            let line = log
+                .lines()
+                .rev()
+                .find(|l| l.starts_with("heap "))?
+                .to_string();
+            let allocated = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("allocated="))?;
+            allocated.parse::<f64>().ok()
+        })
+        .map_or(f64::NAN, |b| b / 1024.0 / 1024.0);
     let (reconciles, total) = histogram(&text, "cutover_reconcile_duration_seconds");
     let (_, local) = histogram(&text, "cutover_reconcile_local_seconds");
     Ok(Sample {
+        heap_mib,
         rss_kib: field("VmRSS:"),
         peak_kib: field("VmHWM:"),
         reconciles,

@@ -37,6 +37,9 @@ pub struct ControllerArgs {
     /// This replica's identity in the Lease (default: $POD_NAME, else the host name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Rollouts reconciled at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub workers: u16,
     /// Log as JSON lines (for log collectors).
     #[arg(long)]
     pub log_json: bool,
@@ -69,7 +72,10 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
             identity,
             duration: Duration::from_secs(args.lease_duration_seconds.max(3)),
         }),
-        reconciler: crate::Config::default(),
+        reconciler: crate::Config {
+            workers: args.workers,
+            ..crate::Config::default()
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -33,6 +33,9 @@ pub struct Config {
     pub error_backoff: Duration,
     /// Upper bound of the retry delay.
     pub max_error_backoff: Duration,
+    /// Rollouts reconciled at once. Each in-flight reconcile may hold an API connection with
+    /// its TLS and read buffers, so this bounds memory as much as API load.
+    pub workers: u16,
 }
 
 impl Default for Config {
@@ -41,6 +44,7 @@ impl Default for Config {
             resync: Duration::from_secs(300),
             error_backoff: Duration::from_millis(500),
             max_error_backoff: Duration::from_secs(60),
+            workers: 16,
         }
     }
 }

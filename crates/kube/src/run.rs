@@ -202,7 +202,8 @@ async fn controller_future(
     streams: Streams,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let controller = Controller::for_stream(streams.rollouts, ctx.caches.rollouts.clone());
+    let controller = Controller::for_stream(streams.rollouts, ctx.caches.rollouts.clone())
+        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.workers));
     let store = controller.store();
     let by_service = store.clone();
     let by_config_map = store.clone();

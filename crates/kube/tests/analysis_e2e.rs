@@ -23,7 +23,6 @@ use cutover_core::api::{
 };
 use cutover_core::hash::pod_template_hash;
 use cutover_kube::analysisrun::{JOB_RUN_LABEL, job_name};
-use cutover_kube::{Config, RunConfig, run_with_client};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -108,20 +107,7 @@ impl Drop for JobController {
 }
 
 fn start_controller(client: &Client) -> tokio::task::JoinHandle<()> {
-    let config = RunConfig {
-        namespace: Some(NS.into()),
-        reconciler: Config {
-            resync: Duration::from_secs(30),
-            ..Config::default()
-        },
-        ..RunConfig::default()
-    };
-    let client = client.clone();
-    tokio::spawn(async move {
-        if let Err(e) = run_with_client(client, config, std::future::pending()).await {
-            panic!("controller failed: {e}");
-        }
-    })
+    support::start_controller(client, NS)
 }
 
 fn template(app: &str, image: &str) -> Value {

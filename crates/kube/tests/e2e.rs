@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cutover_core::api::{POD_TEMPLATE_HASH_LABEL, Rollout, RolloutPhase};
 use cutover_core::hash::pod_template_hash;
-use cutover_kube::{Config, RunConfig, observe::ready_endpoint_pods, run_with_client};
+use cutover_kube::observe::ready_endpoint_pods;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -78,20 +78,7 @@ fn service(name: &str) -> Value {
 }
 
 fn start_controller(client: &Client) -> tokio::task::JoinHandle<()> {
-    let config = RunConfig {
-        namespace: Some(NS.into()),
-        reconciler: Config {
-            resync: Duration::from_secs(30),
-            ..Config::default()
-        },
-        ..RunConfig::default()
-    };
-    let client = client.clone();
-    tokio::spawn(async move {
-        if let Err(e) = run_with_client(client, config, std::future::pending()).await {
-            panic!("controller failed: {e}");
-        }
-    })
+    support::start_controller(client, NS)
 }
 
 impl Cluster {

@@ -71,6 +71,12 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `cutover up -f manifest.yaml` in a new state directory.
     pub fn start(manifest: &str) -> Self {
+        Self::start_with_env(manifest, &[])
+    }
+
+    /// Starts `cutover up -f manifest.yaml` in a new state directory with extra environment
+    /// variables (e.g. the `DATABASE_URL` a Rollout's `spec.migrations` names).
+    pub fn start_with_env(manifest: &str, env: &[(&str, &str)]) -> Self {
         let temp = tempfile::tempdir().expect("tempdir");
         let dir = temp.path().to_path_buf();
         std::fs::write(dir.join("manifest.yaml"), manifest).expect("write manifest");
@@ -79,16 +85,25 @@ impl Daemon {
             child: None,
             _temp: Some(temp),
         };
-        d.spawn(&["-f", dir.join("manifest.yaml").to_str().unwrap_or_default()]);
+        d.spawn(
+            &["-f", dir.join("manifest.yaml").to_str().unwrap_or_default()],
+            env,
+        );
         d
     }
 
     /// Starts `cutover up` again on the same state directory (no manifests).
     pub fn restart(&mut self) {
-        self.spawn(&[]);
+        self.spawn(&[], &[]);
     }
 
-    fn spawn(&mut self, extra: &[&str]) {
+    /// Starts `cutover up` again on the same state directory (no manifests) with extra
+    /// environment variables, as after a crash.
+    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) {
+        self.spawn(&[], env);
+    }
+
+    fn spawn(&mut self, extra: &[&str], env: &[(&str, &str)]) {
         let _ = std::fs::remove_file(self.dir.join("api.json"));
         let log = std::fs::File::create(self.dir.join("daemon.log")).expect("daemon log");
         let child = Command::new(CUTOVER)
@@ -97,6 +112,7 @@ impl Daemon {
             .arg("up")
             .args(["--drain-timeout", "10s"])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -345,79 +361,4 @@ pub fn assert_none_from_after(samples: &[Sample], old: &str, ack: Instant) {
         "{} requests sent after the switch was acknowledged were answered by {old}",
         late.len()
     );
-}
-
-impl Daemon {
-    /// Starts `cutover up -f manifest.yaml` in a new state directory with extra environment
-    /// variables (e.g. the `DATABASE_URL` a Rollout's `spec.migrations` names).
-    pub fn start_with_env(manifest: &str, env: &[(&str, &str)]) -> Self {
-        let temp = tempfile::tempdir().expect("tempdir");
-        let dir = temp.path().to_path_buf();
-        let manifest_path = dir.join("manifest.yaml");
-        std::fs::write(&manifest_path, manifest).expect("write manifest");
-        let log = std::fs::File::create(dir.join("daemon.log")).expect("daemon log");
-        let child = Command::new(CUTOVER)
-            .arg("--state-dir")
-            .arg(&dir)
-            .arg("up")
-            .args(["--drain-timeout", "10s", "-f"])
-            .arg(&manifest_path)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn cutover up");
-        let mut d = Self {
-            dir,
-            child: Some(child),
-            _temp: Some(temp),
-        };
-        let start = Instant::now();
-        while !d.dir.join("api.json").exists() {
-            if let Some(Ok(Some(status))) = d.child.as_mut().map(|c| c.try_wait()) {
-                panic!("cutover up exited with {status}: {}", d.log());
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "daemon did not start: {}",
-                d.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        d
-    }
-}
-
-impl Daemon {
-    /// Starts `cutover up` again on the same state directory (no manifests) with extra
-    /// environment variables, as after a crash.
-    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) {
-        let _ = std::fs::remove_file(self.dir.join("api.json"));
-        let log = std::fs::File::create(self.dir.join("daemon.log")).expect("daemon log");
-        let child = Command::new(CUTOVER)
-            .arg("--state-dir")
-            .arg(&self.dir)
-            .arg("up")
-            .args(["--drain-timeout", "10s"])
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn cutover up");
-        self.child = Some(child);
-        let start = Instant::now();
-        while !self.dir.join("api.json").exists() {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("cutover up exited with {status}: {}", self.log());
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "daemon did not restart: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
 }

@@ -114,6 +114,25 @@ impl Drop for KubeEnv {
     }
 }
 
+/// Runs the controller in-process, watching namespace `ns`, until the task is aborted.
+pub fn start_controller(client: &Client, ns: &str) -> tokio::task::JoinHandle<()> {
+    let config = cutover_kube::RunConfig {
+        namespace: Some(ns.into()),
+        reconciler: cutover_kube::Config {
+            resync: Duration::from_secs(30),
+            ..cutover_kube::Config::default()
+        },
+        ..cutover_kube::RunConfig::default()
+    };
+    let client = client.clone();
+    tokio::spawn(async move {
+        if let Err(e) = cutover_kube::run_with_client(client, config, std::future::pending()).await
+        {
+            panic!("controller failed: {e}");
+        }
+    })
+}
+
 pub async fn client_for(kubeconfig: &Path) -> Client {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
