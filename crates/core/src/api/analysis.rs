@@ -1,8 +1,6 @@
 //! `AnalysisTemplate` and `ClusterAnalysisTemplate`: metrics that decide whether a revision may
 //! be promoted (types only; the engine that runs them is `cutover-analysis`).
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -364,9 +362,8 @@ pub struct BuiltinMetric {
     /// Revision hash measured (e.g. `{{args.hash}}`); unset: the revision under analysis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
-    /// Extra labels narrowing the counters.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
+    // No label filter: the router counts per Service, revision and status class only, and a
+    // field that narrowed nothing would measure more traffic than its author meant.
 }
 
 /// Values the builtin provider computes.
