@@ -144,7 +144,7 @@ fn builtin_success_rate_promotes_a_healthy_preview() {
     assert_eq!(image_behind(&v, "ok-active"), "demo:v2");
     assert_no_failures(&production);
     // The preview Service selects v2 as soon as it exists: until a v2 replica is ready the
-    // router answers 502 there. From v2's first answer on, no preview request failed.
+    // router answers 503 there. From v2's first answer on, no preview request failed.
     let first_v2 = testers
         .iter()
         .position(|s| s.version.as_deref() == Some("v2"))

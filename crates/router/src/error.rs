@@ -63,8 +63,11 @@ pub(crate) fn error_response<B: From<Bytes>>(service: &str, error: &ProxyError) 
             StatusCode::SERVICE_UNAVAILABLE,
             format!("service {service} has no revision\n"),
         ),
+        // Like "no healthy upstream" in other proxies: nothing failed, nothing is ready yet
+        // (a preview revision still starting, every endpoint ejected), so it is a 503 the
+        // client may retry, not a 502.
         ProxyError::NoHealthyBackend => (
-            StatusCode::BAD_GATEWAY,
+            StatusCode::SERVICE_UNAVAILABLE,
             format!("no healthy backend for service {service}\n"),
         ),
         ProxyError::Connect { .. } | ProxyError::Backend { .. } => (
@@ -79,6 +82,12 @@ pub(crate) fn error_response<B: From<Bytes>>(service: &str, error: &ProxyError) 
     };
     let mut response = Response::new(B::from(Bytes::from(message)));
     *response.status_mut() = status;
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
+    }
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; charset=utf-8"),

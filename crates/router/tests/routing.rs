@@ -179,7 +179,7 @@ async fn sticky_key_keeps_a_client_on_one_revision() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_table_or_empty_route_is_503_and_no_backend_is_502() {
+async fn no_table_empty_route_or_no_ready_backend_is_503() {
     let (_router, svc) = router().await;
     let client = client();
     let answer = get(&client, &svc, "/", &[]).await;
@@ -193,7 +193,7 @@ async fn no_table_or_empty_route_is_503_and_no_backend_is_502() {
 
     svc.install(RouteTable::single("blue", vec![]));
     let answer = get(&client, &svc, "/", &[]).await;
-    assert_eq!(answer.status, 502);
+    assert_eq!(answer.status, 503);
     assert_eq!(answer.body, "no healthy backend for service app\n");
 }
 
