@@ -116,15 +116,7 @@ async fn cli_verbs_work_against_kubernetes_and_as_a_kubectl_plugin() {
         }))
         .await;
     }
-    let config = cutover_kube::RunConfig {
-        namespace: Some(NS.into()),
-        ..cutover_kube::RunConfig::default()
-    };
-    let controller_client = client.clone();
-    let controller = tokio::spawn(async move {
-        let _ =
-            cutover_kube::run_with_client(controller_client, config, std::future::pending()).await;
-    });
+    let controller = support::start_controller(&client, NS);
     env.apply(json!({
         "apiVersion": "cutover.dev/v1alpha1", "kind": "Rollout",
         "metadata": {"name": "web", "namespace": NS},

@@ -333,15 +333,7 @@ async fn migration_jobs_run_before_the_preview_and_a_failure_stops_the_update() 
     let client = env.client.clone();
     let kubelet = Kubelet::start(client.clone(), NS).await;
     kubelet.run_cutover(CUTOVER);
-    let config = cutover_kube::RunConfig {
-        namespace: Some(NS.into()),
-        ..cutover_kube::RunConfig::default()
-    };
-    let controller_client = client.clone();
-    let controller = tokio::spawn(async move {
-        let _ =
-            cutover_kube::run_with_client(controller_client, config, std::future::pending()).await;
-    });
+    let controller = support::start_controller(&client, NS);
 
     // Two apps, each with no migration yet: v1 deploys at once.
     let web_db = database(&pg.url, "kube_web", 2500).await;

@@ -4,36 +4,19 @@
 //! abort rolls back what was expanded.
 
 mod e2e;
+mod pg;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use cutover_migrate::test_cluster::{self, Cluster};
 use e2e::*;
+use pg::{fresh_database, runtime, sql};
 use serde_json::Value;
-
-fn cluster() -> &'static Cluster {
-    static C: OnceLock<Result<Cluster, String>> = OnceLock::new();
-    match C.get_or_init(test_cluster::start) {
-        Ok(c) => c,
-        Err(e) => panic!("cannot start PostgreSQL for the tests: {e}"),
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// A fresh database holding v1's schema: users(id, user_name) with `rows` rows.
 fn database(prefix: &str, rows: u32) -> String {
-    let url = runtime()
-        .block_on(test_cluster::fresh_database(&cluster().url, prefix))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let url = fresh_database(prefix);
     sql(
         &url,
         &format!(
@@ -42,27 +25,6 @@ fn database(prefix: &str, rows: u32) -> String {
         ),
     );
     url
-}
-
-fn sql(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
-    runtime().block_on(async {
-        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        tokio::spawn(conn);
-        let msgs = client
-            .simple_query(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        msgs.into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => {
-                    Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
-                }
-                _ => None,
-            })
-            .collect()
-    })
 }
 
 fn one(url: &str, query: &str) -> String {

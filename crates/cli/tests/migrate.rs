@@ -3,52 +3,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use cutover_migrate::test_cluster::{self, Cluster};
+mod pg;
 
-fn cluster() -> &'static Cluster {
-    static C: OnceLock<Result<Cluster, String>> = OnceLock::new();
-    match C.get_or_init(test_cluster::start) {
-        Ok(c) => c,
-        Err(e) => panic!("cannot start PostgreSQL for the tests: {e}"),
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn database(prefix: &str) -> String {
-    runtime()
-        .block_on(test_cluster::fresh_database(&cluster().url, prefix))
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn sql(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
-    runtime().block_on(async {
-        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        tokio::spawn(conn);
-        let msgs = client
-            .simple_query(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        msgs.into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => {
-                    Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
-                }
-                _ => None,
-            })
-            .collect()
-    })
-}
+use pg::{fresh_database as database, sql};
 
 /// A directory with the example migrations 000 and 001.
 fn migrations() -> tempfile::TempDir {

@@ -319,16 +319,7 @@ async fn tend(client: &Client, pod: &Pod, next_ip: &AtomicU32) {
         .and_then(|s| s.node_name.as_ref())
         .is_none()
     {
-        let body = json!({
-            "apiVersion": "v1", "kind": "Binding",
-            "metadata": { "name": name, "namespace": ns },
-            "target": { "apiVersion": "v1", "kind": "Node", "name": NODE },
-        });
-        let req = http::Request::post(format!("/api/v1/namespaces/{ns}/pods/{name}/binding"))
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(&body).unwrap())
-            .unwrap();
-        let _ = client.request_text(req).await;
+        support::kubelet::bind(client, &ns, &name, NODE).await;
     }
     let n = next_ip.fetch_add(1, Ordering::Relaxed);
     let ip = format!(
@@ -337,17 +328,7 @@ async fn tend(client: &Client, pod: &Pod, next_ip: &AtomicU32) {
         (n / 250) % 250,
         n % 250 + 2
     );
-    let now = jiff::Timestamp::now().to_string();
-    let patch = json!({ "status": {
-        "phase": "Running", "hostIP": "127.0.0.1", "podIP": ip, "podIPs": [{ "ip": ip }],
-        "startTime": now,
-        "conditions": [
-            { "type": "PodScheduled", "status": "True", "lastTransitionTime": now },
-            { "type": "Initialized", "status": "True", "lastTransitionTime": now },
-            { "type": "ContainersReady", "status": "True", "lastTransitionTime": now },
-            { "type": "Ready", "status": "True", "lastTransitionTime": now },
-        ],
-    }});
+    let patch = support::kubelet::running_status(&ip, None, true);
     let _ = api
         .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await;

@@ -158,22 +158,30 @@ where
     }
 }
 
+/// The Rollouts in `ns` that `uses` says depend on an object (a Service, a ConfigMap).
+fn rollouts_where(
+    store: &Store<Rollout>,
+    ns: Option<String>,
+    uses: impl Fn(&Rollout) -> bool,
+) -> Vec<ObjectRef<Rollout>> {
+    store
+        .state()
+        .iter()
+        .filter(|r| r.namespace() == ns && uses(r))
+        .map(|r| ObjectRef::from_obj(&**r))
+        .collect()
+}
+
 /// The Rollouts in `ns` whose active or preview Service is `service`.
 fn rollouts_using(
     store: &Store<Rollout>,
     ns: Option<String>,
     service: &str,
 ) -> Vec<ObjectRef<Rollout>> {
-    store
-        .state()
-        .iter()
-        .filter(|r| r.namespace() == ns)
-        .filter(|r| {
-            let bg = &r.spec.strategy.blue_green;
-            bg.active_service == service || bg.preview_service.as_deref() == Some(service)
-        })
-        .map(|r| ObjectRef::from_obj(&**r))
-        .collect()
+    rollouts_where(store, ns, |r| {
+        let bg = &r.spec.strategy.blue_green;
+        bg.active_service == service || bg.preview_service.as_deref() == Some(service)
+    })
 }
 
 /// The Rollouts in `ns` whose migration files are in ConfigMap `config_map`.
@@ -182,19 +190,13 @@ fn rollouts_migrating_from(
     ns: Option<String>,
     config_map: &str,
 ) -> Vec<ObjectRef<Rollout>> {
-    store
-        .state()
-        .iter()
-        .filter(|r| r.namespace() == ns)
-        .filter(|r| {
-            r.spec
-                .migrations
-                .as_ref()
-                .and_then(|m| m.source.config_map_ref.as_ref())
-                .is_some_and(|c| c.name == config_map)
-        })
-        .map(|r| ObjectRef::from_obj(&**r))
-        .collect()
+    rollouts_where(store, ns, |r| {
+        r.spec
+            .migrations
+            .as_ref()
+            .and_then(|m| m.source.config_map_ref.as_ref())
+            .is_some_and(|c| c.name == config_map)
+    })
 }
 
 async fn controller_future(

@@ -10,8 +10,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path as FsPath;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,57 +51,6 @@ async fn web_server(hits: Hits) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
-}
-
-/// A kube-controller-manager running only the Job controller, when the test environment's
-/// own does not run it; killed on drop.
-struct JobController(Option<Child>);
-
-impl JobController {
-    fn start(dir: &FsPath) -> Self {
-        let pid = std::fs::read_to_string(dir.join("kube-controller-manager.pid")).unwrap();
-        let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).unwrap_or_default();
-        let runs_jobs = String::from_utf8_lossy(&cmdline)
-            .split('\0')
-            .filter_map(|arg| arg.strip_prefix("--controllers="))
-            .any(|list| list.split(',').any(|c| c == "job" || c == "*"));
-        if runs_jobs {
-            return Self(None);
-        }
-        let root = FsPath::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let out = Command::new(root.join("scripts/kube-test-env"))
-            .arg("build")
-            .output()
-            .unwrap();
-        let bin = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let log = std::fs::File::create(dir.join("job-controller.log")).unwrap();
-        let child = Command::new(FsPath::new(&bin).join("kube-controller-manager"))
-            .arg(format!(
-                "--kubeconfig={}",
-                dir.join("controller-manager.kubeconfig").display()
-            ))
-            .args([
-                "--controllers=job",
-                "--leader-elect=false",
-                "--port=0",
-                "--secure-port=0",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Self(Some(child))
-    }
-}
-
-impl Drop for JobController {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 fn start_controller(client: &Client) -> tokio::task::JoinHandle<()> {
@@ -290,7 +237,6 @@ impl Test {
 async fn analysis_runs_measured_against_a_real_api_server() {
     let started = Instant::now();
     let env = KubeEnv::start().await;
-    let _job_controller = JobController::start(env.dir());
     env.install().await;
     env.apply(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": NS } }))
         .await;

@@ -134,16 +134,7 @@ async fn tend(client: &Client, pods: &Api<Pod>, ns: &str, pod: &Pod, state: &Mut
         .and_then(|s| s.node_name.as_ref())
         .is_some();
     if !bound {
-        let body = json!({
-            "apiVersion": "v1", "kind": "Binding",
-            "metadata": { "name": name, "namespace": ns },
-            "target": { "apiVersion": "v1", "kind": "Node", "name": NODE },
-        });
-        let req = http::Request::post(format!("/api/v1/namespaces/{ns}/pods/{name}/binding"))
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(&body).unwrap())
-            .unwrap();
-        let _ = client.request_text(req).await;
+        bind(client, ns, &name, NODE).await;
     }
     if owned_by_job(pod) {
         let cutover = state.lock().unwrap().cutover.clone();
@@ -173,29 +164,49 @@ async fn tend(client: &Client, pods: &Api<Pod>, ns: &str, pod: &Pod, state: &Mut
     if is_ready(pod) == Some(want_ready) {
         return;
     }
-    let now = jiff::Timestamp::now().to_string();
-    let status = if want_ready { "True" } else { "False" };
     let started = pod
         .status
         .as_ref()
         .and_then(|s| s.start_time.as_ref())
-        .map_or(now.clone(), |t| t.0.to_string());
-    let patch = json!({ "status": {
+        .map(|t| t.0.to_string());
+    let patch = running_status(&ip, started, want_ready);
+    let _ = pods
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
+}
+
+/// Binds pod `ns/name` to `node`, as the scheduler would.
+pub async fn bind(client: &Client, ns: &str, name: &str, node: &str) {
+    let body = json!({
+        "apiVersion": "v1", "kind": "Binding",
+        "metadata": { "name": name, "namespace": ns },
+        "target": { "apiVersion": "v1", "kind": "Node", "name": node },
+    });
+    let req = http::Request::post(format!("/api/v1/namespaces/{ns}/pods/{name}/binding"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body).unwrap())
+        .unwrap();
+    let _ = client.request_text(req).await;
+}
+
+/// The status patch of a running pod at `ip`, ready or not, started at `started` (now when
+/// unset), as a kubelet reports it.
+pub fn running_status(ip: &str, started: Option<String>, ready: bool) -> serde_json::Value {
+    let now = jiff::Timestamp::now().to_string();
+    let status = if ready { "True" } else { "False" };
+    json!({ "status": {
         "phase": "Running",
         "hostIP": "127.0.0.1",
         "podIP": ip,
         "podIPs": [{ "ip": ip }],
-        "startTime": started,
+        "startTime": started.unwrap_or_else(|| now.clone()),
         "conditions": [
             { "type": "PodScheduled", "status": "True", "lastTransitionTime": now },
             { "type": "Initialized", "status": "True", "lastTransitionTime": now },
             { "type": "ContainersReady", "status": status, "lastTransitionTime": now },
             { "type": "Ready", "status": status, "lastTransitionTime": now },
         ],
-    }});
-    let _ = pods
-        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await;
+    }})
 }
 
 fn owned_by_job(pod: &Pod) -> bool {
