@@ -8,7 +8,7 @@ mod e2e;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use e2e::*;
@@ -34,7 +34,7 @@ impl Prometheus {
         .expect("config");
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log");
-        let child = Command::new(&binary)
+        let child = cutover_migrate::test_cluster::tool_command(&binary)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))

@@ -80,7 +80,9 @@ fn controller_child(kubeconfig: &str, metrics_addr: &str) -> anyhow::Result<()> 
 
 async fn bench(rollouts: usize, namespaces: usize) -> anyhow::Result<()> {
     println!("starting kube-apiserver (scripts/kube-test-env) …");
-    let env = support::KubeEnv::start().await;
+    let env = support::KubeEnv::start()
+        .await
+        .expect("the benchmark needs a kube-apiserver (unset CUTOVER_SKIP_KUBE)");
     env.install().await;
     let client = env.client.clone();
     for n in 0..namespaces {

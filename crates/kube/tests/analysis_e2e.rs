@@ -236,7 +236,9 @@ impl Test {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn analysis_runs_measured_against_a_real_api_server() {
     let started = Instant::now();
-    let env = KubeEnv::start().await;
+    let Some(env) = KubeEnv::start().await else {
+        return;
+    };
     env.install().await;
     env.apply(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": NS } }))
         .await;

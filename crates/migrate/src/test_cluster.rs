@@ -26,14 +26,33 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// Variables a third-party tool started for tests may inherit. Everything else is dropped: a
+/// test process carries cargo's variables (OUT_DIR, CARGO_*, RUSTFLAGS, TARGET…), which mean
+/// other things to other tools. scripts/lib/tool-env.sh keeps the same list.
+pub const TOOL_ENV_KEEP: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "LANG", "LC_ALL", "TZ", "TERM",
+];
+
+/// A command for a third-party tool (PostgreSQL, Prometheus, …) with a clean environment.
+pub fn tool_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new(program);
+    c.env_clear();
+    for name in TOOL_ENV_KEEP {
+        if let Some(value) = std::env::var_os(name) {
+            c.env(name, value);
+        }
+    }
+    c
+}
+
 /// PostgreSQL refuses to run as root: run its tools as `postgres` then.
 fn as_postgres(program: &str, root: bool) -> Command {
     if root {
-        let mut c = Command::new("runuser");
+        let mut c = tool_command("runuser");
         c.args(["-u", "postgres", "--", program]);
         c
     } else {
-        Command::new(program)
+        tool_command(program)
     }
 }
 
@@ -145,7 +164,7 @@ fn watchdog(dir: &std::path::Path, pg_ctl: &str, root: bool) {
         d = dir.display()
     );
     // Detached on purpose: it must outlive us. Its exit status is irrelevant.
-    let _ = Command::new("sh")
+    let _ = tool_command("sh")
         .args(["-c", &script])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
