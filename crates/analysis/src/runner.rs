@@ -24,6 +24,16 @@ pub struct RunControl {
     /// Cancelled: stop at once without a final status (daemon shutdown; the stored status
     /// stays Running and the run resumes on the next start).
     pub abandon: CancellationToken,
+    /// Why the run is terminated, for its message; set before `terminate` is cancelled.
+    pub reason: Arc<std::sync::OnceLock<String>>,
+}
+
+impl RunControl {
+    /// Terminates the run, saying why.
+    pub fn terminate_because(&self, reason: &str) {
+        let _ = self.reason.set(reason.to_string());
+        self.terminate.cancel();
+    }
 }
 
 /// The longest the loop sleeps without a reason.
@@ -50,7 +60,7 @@ pub async fn run(
             // In-flight measurements are dropped: the run ends now.
             tasks.abort_all();
             arrivals.clear();
-            machine.terminate();
+            machine.terminate_with(control.reason.get().cloned());
         }
         let step = machine.step(Timestamp::now(), std::mem::take(&mut arrivals));
         if last.as_ref() != Some(machine.status()) {

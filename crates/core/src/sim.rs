@@ -11,7 +11,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
-use crate::api::{AnalysisPhase, Rollout, RolloutStatus};
+use crate::api::{AnalysisPhase, PodTemplateMetadata, Rollout, RolloutStatus};
 use crate::fixtures::set_image;
 use crate::plan::{
     Action, AnalysisKind, Observed, ObservedAnalysisRun, ObservedMigrations, ObservedRevision,
@@ -36,6 +36,8 @@ pub struct SimPod {
 pub struct SimRevision {
     /// Revision number.
     pub revision: i64,
+    /// Its number when created.
+    pub created_revision: i64,
     /// Its pod template, for undo.
     pub template: PodTemplateSpec,
     /// Pods asked for.
@@ -46,6 +48,8 @@ pub struct SimRevision {
     pub deadline: Option<Timestamp>,
     /// Role metadata on its pods.
     pub role: Option<RevisionRole>,
+    /// The metadata of that role put on its pods.
+    pub role_metadata: Option<PodTemplateMetadata>,
     /// Pods of this revision never become ready (a broken build).
     pub broken: bool,
 }
@@ -61,6 +65,8 @@ pub struct SimService {
     pub previous: Option<String>,
     /// When the selector last changed.
     pub changed_at: Timestamp,
+    /// The hash cutover last wrote (a hand edit changes `selector` only).
+    pub recorded: Option<String>,
 }
 
 /// A simulated AnalysisRun.
@@ -78,6 +84,8 @@ pub struct SimRun {
     pub created_at: Timestamp,
     /// Asked to stop.
     pub terminated: bool,
+    /// Revision number it was started for.
+    pub revision: i64,
 }
 
 /// The whole simulated world of one rollout.
@@ -118,6 +126,7 @@ impl World {
             selector: None,
             previous: None,
             changed_at: now,
+            recorded: None,
         };
         Self {
             active: service(&bg.active_service),
@@ -147,6 +156,7 @@ impl World {
                 ObservedRevision {
                     hash: hash.clone(),
                     revision: r.revision,
+                    created_revision: r.created_revision,
                     desired: r.desired,
                     replicas: r.pods.len() as i32,
                     ready,
@@ -154,6 +164,9 @@ impl World {
                     scale_down_deadline: r.deadline,
                     oldest_pod_started_at: r.pods.iter().map(|p| p.started_at).min(),
                     role: r.role,
+                    role_metadata: r.role_metadata.clone(),
+                    unavailable_reason: (r.broken && !r.pods.is_empty())
+                        .then(|| "simulated: pods crash at start".to_string()),
                 }
             })
             .collect();
@@ -173,6 +186,7 @@ impl World {
                     message: None,
                     created_at: r.created_at,
                     terminated: r.terminated,
+                    revision: Some(r.revision),
                 })
                 .collect(),
             migrations: self.migrations.as_ref().map(|m| ObservedMigrations {
@@ -222,6 +236,7 @@ impl World {
             name: s.name.clone(),
             selector_hash: s.selector.clone(),
             serving,
+            recorded_selector: s.recorded.clone(),
         }
     }
 
@@ -245,19 +260,31 @@ impl World {
 
     fn execute(&mut self, action: &Action) {
         match action {
-            Action::CreateRevision { hash, revision } => {
+            Action::CreateRevision {
+                hash,
+                revision,
+                role,
+                metadata,
+            } => {
                 self.revisions.insert(
                     hash.clone(),
                     SimRevision {
                         revision: *revision,
+                        created_revision: *revision,
                         template: self.rollout.spec.template.clone(),
                         desired: 0,
                         pods: Vec::new(),
                         deadline: None,
-                        role: None,
+                        role: *role,
+                        role_metadata: metadata.clone(),
                         broken: false,
                     },
                 );
+            }
+            Action::SetRevisionNumber { hash, revision, .. } => {
+                if let Some(r) = self.revisions.get_mut(hash) {
+                    r.revision = *revision;
+                }
             }
             Action::ScaleRevision { hash, replicas, .. } => {
                 let now = self.now;
@@ -287,6 +314,7 @@ impl World {
                 if let Some(s) = service {
                     s.previous = s.selector.replace(to.clone());
                     s.changed_at = now;
+                    s.recorded = Some(to.clone());
                 }
             }
             Action::StartAnalysis(req) => self.runs.push(SimRun {
@@ -296,8 +324,9 @@ impl World {
                 phase: AnalysisPhase::Running,
                 created_at: self.now,
                 terminated: false,
+                revision: req.revision,
             }),
-            Action::TerminateAnalysis { name } => {
+            Action::TerminateAnalysis { name, .. } => {
                 for r in self.runs.iter_mut().filter(|r| &r.name == name) {
                     r.terminated = true;
                     if !r.phase.is_completed() {
@@ -309,9 +338,15 @@ impl World {
             Action::DeleteRevision { hash } => {
                 self.revisions.remove(hash);
             }
-            Action::SetRevisionRole { hash, role } => {
+            Action::SetRevisionRole {
+                hash,
+                role,
+                metadata,
+                ..
+            } => {
                 if let Some(r) = self.revisions.get_mut(hash) {
                     r.role = *role;
+                    r.role_metadata = metadata.clone();
                 }
             }
             Action::RunMigration(req) => self.start_migration(req),
@@ -440,6 +475,17 @@ impl World {
             }
             None => false,
         }
+    }
+
+    /// Someone edits the active Service's selector by hand (cutover's record stays).
+    pub fn edit_active_selector_by_hand(&mut self, hash: &str) {
+        self.active.previous = self.active.selector.replace(hash.to_string());
+        self.active.changed_at = self.now;
+    }
+
+    /// Someone deletes a revision by hand, pods and all.
+    pub fn delete_revision_by_hand(&mut self, hash: &str) {
+        self.revisions.remove(hash);
     }
 
     /// The stored status.

@@ -346,6 +346,35 @@ fn interval_only_runs_until_terminated_then_succeeds() {
 }
 
 #[test]
+fn a_terminated_metric_that_only_saw_errors_is_an_error() {
+    // Four errors, below consecutiveErrorLimit (4), then terminated: not a success.
+    let (m, _) = drive(
+        vec![rm(every(metric("m"), "1s", None))],
+        &[("m", vec![err(); 4])],
+        Some(35),
+    );
+    assert_eq!(phase_of(&m, "m"), AnalysisPhase::Error, "{:?}", m.status());
+    assert_eq!(m.status().phase, Some(AnalysisPhase::Error));
+    let r = &m.status().metric_results[0];
+    assert_eq!((r.successful, r.error), (0, 4));
+}
+
+#[test]
+fn a_terminated_run_says_why() {
+    let mut m = RunMachine::new(vec![rm(every(metric("m"), "1s", None))], t0()).expect("valid");
+    m.step(t0(), Vec::new());
+    m.terminate_with(Some(
+        "terminated: promote --full skipped the remaining analysis".into(),
+    ));
+    m.step(t0(), Vec::new());
+    assert_eq!(m.status().phase, Some(Successful));
+    assert_eq!(
+        m.status().message.as_deref(),
+        Some("terminated: promote --full skipped the remaining analysis")
+    );
+}
+
+#[test]
 fn terminate_keeps_an_earlier_failure() {
     let mut m = every(metric("m"), "1s", None);
     m.failure_limit = Some(IntOrString::Int(5));

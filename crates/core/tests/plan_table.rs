@@ -94,7 +94,8 @@ fn update_creates_revision_at_zero_points_preview_then_scales_to_preview_count()
         p.decision,
         Decision::Hold(HoldReason::PreviewNotAvailable {
             available: 0,
-            desired: 1
+            desired: 1,
+            why: None,
         })
     );
 }

@@ -57,7 +57,7 @@ fn controller_child(kubeconfig: &str, metrics_addr: &str) -> anyhow::Result<()> 
         namespace: None,
         metrics_addr: metrics_addr.parse()?,
         leader_elect: false,
-        lease_namespace: "default".into(),
+        lease_namespace: Some("default".into()),
         lease_name: "cutover-controller".into(),
         lease_duration_seconds: 15,
         identity: None,

@@ -18,7 +18,9 @@ use serde_json::json;
 
 use crate::controller::Context;
 use crate::error::{Error, is_conflict, is_not_found};
-use crate::{ANALYSIS_KIND_LABEL, ROLLOUT_LABEL};
+use crate::{
+    ANALYSIS_KIND_LABEL, ANALYSIS_REVISION_LABEL, ROLLOUT_LABEL, TERMINATE_REASON_ANNOTATION,
+};
 
 /// Creates the AnalysisRun a plan asked for, with the templates' metrics and the arguments
 /// resolved from the Rollout. Nested template references inside templates are not followed.
@@ -97,6 +99,7 @@ pub async fn start(
     labels.insert(ROLLOUT_LABEL.into(), rollout.name_any());
     labels.insert(POD_TEMPLATE_HASH_LABEL.into(), req.hash.clone());
     labels.insert(ANALYSIS_KIND_LABEL.into(), req.kind.suffix().into());
+    labels.insert(ANALYSIS_REVISION_LABEL.into(), req.revision.to_string());
     let run = AnalysisRun {
         metadata: ObjectMeta {
             name: Some(req.name.clone()),
@@ -145,9 +148,12 @@ fn field(rollout: &Rollout, path: &str) -> Option<String> {
 }
 
 /// Asks a run to stop (`spec.terminate`).
-pub async fn terminate(ctx: &Context, ns: &str, name: &str) -> Result<(), Error> {
+pub async fn terminate(ctx: &Context, ns: &str, name: &str, reason: &str) -> Result<(), Error> {
     let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), ns);
-    let patch = json!({ "spec": { "terminate": true } });
+    let patch = json!({
+        "metadata": { "annotations": { TERMINATE_REASON_ANNOTATION: reason } },
+        "spec": { "terminate": true },
+    });
     match api
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await

@@ -15,8 +15,8 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::batch::v1::{Job, JobStatus};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ContainerState, ContainerStateTerminated, ContainerStatus, Pod, PodStatus, Service,
-    ServiceSpec,
+    ConfigMap, ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
+    Pod, PodStatus, Service, ServiceSpec,
 };
 use kube::api::{Api, DynamicObject};
 use kube::core::ApiResource;
@@ -237,8 +237,10 @@ pub fn prune_rollout(rollout: &mut Rollout) {
     }
 }
 
-/// Keeps what observation reads: labels, owners, deletion, start time and readiness, and for
-/// a migration Job's pod its containers' termination messages (the Job's report).
+/// Keeps what observation reads: labels, owners, deletion, start time and readiness; for a
+/// migration Job's pod its containers' termination messages (the Job's report); for any other
+/// pod, only its containers that are not ready, with why (waiting reason, last exit), which
+/// tells a crash loop from a slow start.
 pub fn prune_pod(pod: &mut Pod) {
     prune_meta(pod);
     pod.meta_mut().annotations = None;
@@ -250,12 +252,60 @@ pub fn prune_pod(pod: &mut Pod) {
         start_time: s.start_time,
         conditions: s.conditions,
         phase: s.phase,
-        container_statuses: s
-            .container_statuses
-            .filter(|_| migration)
-            .map(|statuses| statuses.into_iter().map(prune_container_status).collect()),
+        container_statuses: s.container_statuses.map(|statuses| {
+            statuses
+                .into_iter()
+                .filter_map(|c| {
+                    if migration {
+                        Some(prune_container_status(c))
+                    } else {
+                        prune_unready_container(c)
+                    }
+                })
+                .collect()
+        }),
         ..PodStatus::default()
     });
+}
+
+/// The longest message kept from a container status: enough for a log line, bounded so a
+/// chatty crash cannot grow the cache.
+const KEPT_MESSAGE: usize = 512;
+
+fn prune_unready_container(status: ContainerStatus) -> Option<ContainerStatus> {
+    if status.ready {
+        return None;
+    }
+    let cut = |m: Option<String>| m.map(|m| m.chars().take(KEPT_MESSAGE).collect::<String>());
+    let waiting = status
+        .state
+        .and_then(|s| s.waiting)
+        .map(|w| ContainerStateWaiting {
+            reason: w.reason,
+            message: cut(w.message),
+        });
+    let last = status
+        .last_state
+        .and_then(|s| s.terminated)
+        .map(|t| ContainerStateTerminated {
+            exit_code: t.exit_code,
+            reason: t.reason,
+            message: cut(t.message),
+            ..ContainerStateTerminated::default()
+        });
+    Some(ContainerStatus {
+        name: status.name,
+        restart_count: status.restart_count,
+        state: Some(ContainerState {
+            waiting,
+            ..ContainerState::default()
+        }),
+        last_state: last.map(|t| ContainerState {
+            terminated: Some(t),
+            ..ContainerState::default()
+        }),
+        ..ContainerStatus::default()
+    })
 }
 
 fn prune_container_status(status: ContainerStatus) -> ContainerStatus {
@@ -311,7 +361,8 @@ pub fn prune_replica_set(rs: &mut ReplicaSet) {
     }
 }
 
-/// Keeps the selector and annotations: what a switch reads and writes.
+/// Keeps the selector and annotations: what a switch reads and writes (the annotation of the
+/// selector cutover set tells a selector changed by hand).
 pub fn prune_service(svc: &mut Service) {
     prune_meta(svc);
     svc.spec = svc.spec.take().map(|s| ServiceSpec {

@@ -22,12 +22,16 @@ pub struct ControllerArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
-    /// Elect a leader on a Lease so only one replica reconciles.
-    #[arg(long)]
+    /// Elect a leader on a Lease so that only one controller reconciles (on by default, in
+    /// the cluster and out of it: two controllers must never both switch Services);
+    /// `--leader-elect=false` opts out.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", require_equals = true)]
     pub leader_elect: bool,
-    /// Namespace of the leader Lease.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "cutover-system")]
-    pub lease_namespace: String,
+    /// Namespace of the leader Lease (default: $POD_NAMESPACE, else the namespace given with
+    /// -n, else cutover-system).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
     /// Name of the leader Lease.
     #[arg(long, default_value = "cutover-controller")]
     pub lease_name: String,
@@ -61,13 +65,17 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| format!("cutover-{}", std::process::id()))
     });
+    let namespace = args.namespace.clone();
     let config = RunConfig {
         kubeconfig: args.kubeconfig,
         context: args.context,
-        namespace: args.namespace,
+        namespace,
         metrics_addr: Some(args.metrics_addr),
         leader_election: args.leader_elect.then(|| LeaseConfig {
-            namespace: args.lease_namespace,
+            namespace: args
+                .lease_namespace
+                .or_else(|| args.namespace.clone())
+                .unwrap_or_else(|| "cutover-system".into()),
             name: args.lease_name,
             identity,
             duration: Duration::from_secs(args.lease_duration_seconds.max(3)),
@@ -82,4 +90,33 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(run_controller(config))?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::ControllerArgs;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ControllerArgs,
+    }
+
+    fn parse(flags: &[&str]) -> ControllerArgs {
+        let argv = std::iter::once("controller").chain(flags.iter().copied());
+        match Cli::try_parse_from(argv) {
+            Ok(cli) => cli.args,
+            Err(e) => panic!("{flags:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn leader_election_is_on_unless_turned_off() {
+        assert!(parse(&[]).leader_elect);
+        assert!(parse(&["--leader-elect"]).leader_elect);
+        assert!(parse(&["--leader-elect=true"]).leader_elect);
+        assert!(!parse(&["--leader-elect=false"]).leader_elect);
+    }
 }

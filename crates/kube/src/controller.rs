@@ -6,8 +6,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cutover_core::api::{POD_TEMPLATE_HASH_LABEL, Rollout};
+use cutover_core::api::{
+    ConditionStatus, ConditionType, POD_TEMPLATE_HASH_LABEL, Rollout, RolloutCondition,
+    RolloutPhase,
+};
 use cutover_core::plan::{EventSeverity, Plan, plan};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::ApiResource;
 use kube::runtime::controller::Action;
@@ -240,8 +244,18 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
         world: &world,
     };
     for action in &plan.actions {
-        exec.execute(action).await?;
+        if let Err(e) = exec.execute(action).await {
+            if let Some(refusal) = e.refusal() {
+                report_refusal(ctx, rollout, &ns, &plan, &refusal).await;
+            }
+            return Err(e);
+        }
     }
+    // Everything the plan asked for was accepted: a refusal reported earlier is over.
+    let mut plan = plan;
+    plan.status
+        .conditions
+        .retain(|c| c.type_ != ConditionType::ReplicaFailure);
     let written = write_status(ctx, rollout, &ns, &plan).await?;
     if written != StatusWrite::Unchanged {
         ctx.expectations.expect(
@@ -264,6 +278,42 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
         plan.requeue_after
             .map_or(ctx.config.resync, |d| d.max(Duration::from_millis(100))),
     ))
+}
+
+/// The API server refused one of the plan's writes: the rollout says so in its status (phase
+/// Degraded, a `ReplicaFailure` condition with the API server's words) and in a Warning event,
+/// instead of a stale message while the reconcile backs off and retries.
+async fn report_refusal(ctx: &Context, rollout: &Rollout, ns: &str, plan: &Plan, refusal: &str) {
+    let mut refused = plan.clone();
+    let s = &mut refused.status;
+    let message = format!("the API server refused a change: {refusal}");
+    s.phase = Some(RolloutPhase::Degraded);
+    s.message = Some(message.clone());
+    let since = rollout
+        .status
+        .as_ref()
+        .and_then(|st| st.condition(ConditionType::ReplicaFailure))
+        .filter(|c| c.message.as_deref() == Some(message.as_str()))
+        .and_then(|c| c.last_transition_time.clone());
+    s.conditions
+        .retain(|c| c.type_ != ConditionType::ReplicaFailure);
+    s.conditions.push(RolloutCondition {
+        type_: ConditionType::ReplicaFailure,
+        status: ConditionStatus::True,
+        reason: "ApiServerRefused".into(),
+        message: Some(message.clone()),
+        last_transition_time: since.or_else(|| Some(Time(jiff::Timestamp::now()))),
+        last_update_time: None,
+    });
+    refused.events = vec![cutover_core::plan::Event {
+        severity: EventSeverity::Warning,
+        reason: cutover_core::plan::EventReason::ApiServerRefused,
+        message,
+    }];
+    if let Err(e) = write_status(ctx, rollout, ns, &refused).await {
+        tracing::warn!(rollout = %rollout.name_any(), error = %e, "writing the refusal to status failed");
+    }
+    publish_events(ctx, rollout, &refused).await;
 }
 
 /// What became of a status write.
@@ -379,7 +429,7 @@ async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
             continue;
         }
         let patch = json!({
-            "metadata": { "annotations": { MANAGED_BY_ANNOTATION: null } },
+            "metadata": { "annotations": { MANAGED_BY_ANNOTATION: null, crate::SELECTOR_ANNOTATION: null } },
             "spec": { "selector": { POD_TEMPLATE_HASH_LABEL: null } },
         });
         match api

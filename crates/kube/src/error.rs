@@ -76,6 +76,22 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The API server refused the call for a reason that retrying will not change (a bad
+    /// request, an invalid object, a missing permission): what it said, for status and events.
+    pub fn refusal(&self) -> Option<String> {
+        match self {
+            Self::Kube {
+                what,
+                source: kube::Error::Api(s),
+            } if matches!(s.code, 400 | 403 | 422) => {
+                Some(format!("{what}: {} ({})", s.message, s.reason))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The API answered 404.
 pub(crate) fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)

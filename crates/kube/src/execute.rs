@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use cutover_core::api::{AntiAffinity, POD_TEMPLATE_HASH_LABEL, Rollout};
+use cutover_core::api::{AntiAffinity, POD_TEMPLATE_HASH_LABEL, PodTemplateMetadata, Rollout};
 use cutover_core::plan::{Action, RevisionRole};
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
@@ -24,8 +24,8 @@ use crate::error::{Error, is_conflict, is_not_found};
 use crate::expect::{Kind, Want};
 use crate::observe::World;
 use crate::{
-    MANAGED_BY_ANNOTATION, REVISION_ANNOTATION, ROLE_ANNOTATION, ROLLOUT_LABEL,
-    SCALE_DOWN_DEADLINE_ANNOTATION,
+    MANAGED_BY_ANNOTATION, REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION, ROLE_ANNOTATION,
+    ROLE_METADATA_ANNOTATION, ROLLOUT_LABEL, SCALE_DOWN_DEADLINE_ANNOTATION, SELECTOR_ANNOTATION,
 };
 
 /// Executes the actions of one plan for one Rollout.
@@ -44,9 +44,23 @@ impl Executor<'_> {
     /// Executes one action.
     pub async fn execute(&self, action: &Action) -> Result<(), Error> {
         match action {
-            Action::CreateRevision { hash, revision } => {
-                self.create_revision(hash, *revision).await
+            Action::CreateRevision {
+                hash,
+                revision,
+                role,
+                metadata,
+            } => {
+                let role = RoleMetadata {
+                    role: *role,
+                    metadata: metadata.as_ref(),
+                };
+                self.create_revision(hash, *revision, role).await
             }
+            Action::SetRevisionNumber {
+                hash,
+                revision,
+                previous,
+            } => self.renumber(hash, *revision, *previous).await,
             Action::ScaleRevision { hash, replicas, .. } => {
                 self.patch_rs(hash, json!({ "spec": { "replicas": replicas } }))
                     .await
@@ -61,7 +75,15 @@ impl Executor<'_> {
             }
             Action::SwitchService { service, to, .. } => self.switch_service(service, to).await,
             Action::DeleteRevision { hash } => self.delete_revision(hash).await,
-            Action::SetRevisionRole { hash, role } => self.set_role(hash, *role).await,
+            Action::SetRevisionRole {
+                hash,
+                role,
+                metadata,
+                previous,
+            } => {
+                self.set_role(hash, *role, metadata.as_ref(), previous.as_ref())
+                    .await
+            }
             Action::RestartPods {
                 hash,
                 before,
@@ -72,8 +94,8 @@ impl Executor<'_> {
                 self.expect(Kind::AnalysisRun, &req.name, Want::ChangedFrom(None));
                 Ok(())
             }
-            Action::TerminateAnalysis { name } => {
-                analysis::terminate(self.ctx, self.ns, name).await
+            Action::TerminateAnalysis { name, reason } => {
+                analysis::terminate(self.ctx, self.ns, name, &reason.to_string()).await
             }
             Action::DeleteAnalysisRun { name } => {
                 analysis::delete(self.ctx, self.ns, name).await?;
@@ -117,8 +139,13 @@ impl Executor<'_> {
         )
     }
 
-    async fn create_revision(&self, hash: &str, revision: i64) -> Result<(), Error> {
-        let rs = replica_set_for(self.rollout, hash, revision)?;
+    async fn create_revision(
+        &self,
+        hash: &str,
+        revision: i64,
+        role: RoleMetadata<'_>,
+    ) -> Result<(), Error> {
+        let rs = replica_set_for(self.rollout, hash, revision, role)?;
         let api: Api<ReplicaSet> = Api::namespaced(self.ctx.client.clone(), self.ns);
         match api.create(&PostParams::default(), &rs).await {
             Ok(_) => {
@@ -131,6 +158,27 @@ impl Executor<'_> {
                 e,
             )),
         }
+    }
+
+    /// Gives a revision brought back the next number; the numbers it had go to its history.
+    async fn renumber(&self, hash: &str, revision: i64, previous: i64) -> Result<(), Error> {
+        let history = self
+            .world
+            .replica_sets
+            .get(hash)
+            .and_then(|rs| rs.annotations().get(REVISION_HISTORY_ANNOTATION).cloned());
+        let history = match history {
+            Some(h) if !h.is_empty() => format!("{h},{previous}"),
+            _ => previous.to_string(),
+        };
+        self.patch_rs(
+            hash,
+            json!({ "metadata": { "annotations": {
+                REVISION_ANNOTATION: revision.to_string(),
+                REVISION_HISTORY_ANNOTATION: history,
+            } } }),
+        )
+        .await
     }
 
     async fn patch_rs(&self, hash: &str, patch: Value) -> Result<(), Error> {
@@ -150,8 +198,13 @@ impl Executor<'_> {
     }
 
     async fn switch_service(&self, service: &str, to: &str) -> Result<(), Error> {
+        // The selector and the record of what cutover set change together: a selector that
+        // later differs from the record was changed by someone else.
         let patch = json!({
-            "metadata": { "annotations": { MANAGED_BY_ANNOTATION: self.rollout.name_any() } },
+            "metadata": { "annotations": {
+                MANAGED_BY_ANNOTATION: self.rollout.name_any(),
+                SELECTOR_ANNOTATION: to,
+            } },
             "spec": { "selector": { POD_TEMPLATE_HASH_LABEL: to } },
         });
         let api: Api<Service> = Api::namespaced(self.ctx.client.clone(), self.ns);
@@ -192,29 +245,17 @@ impl Executor<'_> {
     /// Puts the role's ephemeral metadata on the revision's pods and pod template, and removes
     /// the other role's keys. The template is patched too so pods created later carry it; a
     /// template metadata change does not restart pods.
-    async fn set_role(&self, hash: &str, role: Option<RevisionRole>) -> Result<(), Error> {
-        let bg = &self.rollout.spec.strategy.blue_green;
-        let (wanted, other) = match role {
-            Some(RevisionRole::Active) => {
-                (bg.active_metadata.as_ref(), bg.preview_metadata.as_ref())
-            }
-            Some(RevisionRole::Preview) => {
-                (bg.preview_metadata.as_ref(), bg.active_metadata.as_ref())
-            }
-            None => (None, None),
-        };
+    async fn set_role(
+        &self,
+        hash: &str,
+        role: Option<RevisionRole>,
+        metadata: Option<&PodTemplateMetadata>,
+        previous: Option<&PodTemplateMetadata>,
+    ) -> Result<(), Error> {
         let mut labels = serde_json::Map::new();
         let mut annotations = serde_json::Map::new();
-        // Without a role both roles' keys go; with one, the other role's keys go.
-        let removals: Vec<_> = match role {
-            None => bg
-                .active_metadata
-                .iter()
-                .chain(&bg.preview_metadata)
-                .collect(),
-            Some(_) => other.into_iter().collect(),
-        };
-        for m in removals {
+        // Keys put on before and not wanted now go; wanted keys are set.
+        if let Some(m) = previous {
             for k in m.labels.keys() {
                 labels.insert(k.clone(), Value::Null);
             }
@@ -222,7 +263,7 @@ impl Executor<'_> {
                 annotations.insert(k.clone(), Value::Null);
             }
         }
-        if let Some(m) = wanted {
+        if let Some(m) = metadata {
             for (k, v) in &m.labels {
                 labels.insert(k.clone(), json!(v));
             }
@@ -231,13 +272,9 @@ impl Executor<'_> {
             }
         }
         let meta = json!({ "labels": labels, "annotations": annotations });
-        let role_name = role.map(|r| match r {
-            RevisionRole::Active => "active",
-            RevisionRole::Preview => "preview",
-        });
         if self.world.replica_sets.contains_key(hash) {
-            let mut rs_patch =
-                json!({ "metadata": { "annotations": { ROLE_ANNOTATION: role_name } } });
+            let record = RoleMetadata { role, metadata };
+            let mut rs_patch = json!({ "metadata": { "annotations": record.annotations()? } });
             if !labels.is_empty() || !annotations.is_empty() {
                 rs_patch["spec"] = json!({ "template": { "metadata": meta } });
             }
@@ -317,9 +354,43 @@ fn pod_ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// The ReplicaSet of a revision: the Rollout's pod template plus the hash and rollout labels,
-/// owned by the Rollout, at zero pods (the plan scales it next).
-pub fn replica_set_for(rollout: &Rollout, hash: &str, revision: i64) -> Result<ReplicaSet, Error> {
+/// A role and its ephemeral metadata, as recorded on a ReplicaSet.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RoleMetadata<'a> {
+    /// The role.
+    pub role: Option<RevisionRole>,
+    /// Its metadata on the pods.
+    pub metadata: Option<&'a PodTemplateMetadata>,
+}
+
+impl RoleMetadata<'_> {
+    /// The ReplicaSet annotations that record it (null removes one, in a merge patch).
+    fn annotations(&self) -> Result<Value, Error> {
+        let role = self.role.map(|r| match r {
+            RevisionRole::Active => "active",
+            RevisionRole::Preview => "preview",
+        });
+        let metadata = self
+            .metadata
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|source| Error::Json {
+                what: "role metadata",
+                source,
+            })?;
+        Ok(json!({ ROLE_ANNOTATION: role, ROLE_METADATA_ANNOTATION: metadata }))
+    }
+}
+
+/// The ReplicaSet of a revision: the Rollout's pod template plus the hash and rollout labels
+/// and the starting role's metadata, owned by the Rollout, at zero pods (the plan scales it
+/// next).
+pub fn replica_set_for(
+    rollout: &Rollout,
+    hash: &str,
+    revision: i64,
+    role: RoleMetadata<'_>,
+) -> Result<ReplicaSet, Error> {
     let name = rollout.name_any();
     let owner = rollout
         .controller_owner_ref(&())
@@ -331,6 +402,15 @@ pub fn replica_set_for(rollout: &Rollout, hash: &str, revision: i64) -> Result<R
     .into();
     let mut template: PodTemplateSpec = rollout.spec.template.clone();
     let meta = template.metadata.get_or_insert_with(ObjectMeta::default);
+    // Pods start with their role's labels: an active revision's pods never run without them.
+    if let Some(m) = role.metadata {
+        meta.labels
+            .get_or_insert_with(BTreeMap::new)
+            .extend(m.labels.clone());
+        meta.annotations
+            .get_or_insert_with(BTreeMap::new)
+            .extend(m.annotations.clone());
+    }
     meta.labels
         .get_or_insert_with(BTreeMap::new)
         .extend(extra.clone());
@@ -359,28 +439,32 @@ pub fn replica_set_for(rollout: &Rollout, hash: &str, revision: i64) -> Result<R
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
     labels.extend(extra);
+    let mut annotations: BTreeMap<String, String> = [
+        (REVISION_ANNOTATION.to_string(), revision.to_string()),
+        // The Rollout's template as written, so `undo` restores exactly it (the ReplicaSet's
+        // own template carries injected labels and anti-affinity).
+        (
+            crate::TEMPLATE_ANNOTATION.to_string(),
+            serde_json::to_string(&rollout.spec.template).map_err(|source| Error::Json {
+                what: "pod template",
+                source,
+            })?,
+        ),
+    ]
+    .into();
+    if let Value::Object(recorded) = role.annotations()? {
+        for (k, v) in recorded {
+            if let Value::String(v) = v {
+                annotations.insert(k, v);
+            }
+        }
+    }
     Ok(ReplicaSet {
         metadata: ObjectMeta {
             name: Some(format!("{name}-{hash}")),
             namespace: rollout.namespace(),
             labels: Some(labels),
-            annotations: Some(
-                [
-                    (REVISION_ANNOTATION.to_string(), revision.to_string()),
-                    // The Rollout's template as written, so `undo` restores exactly it (the
-                    // ReplicaSet's own template carries injected labels and anti-affinity).
-                    (
-                        crate::TEMPLATE_ANNOTATION.to_string(),
-                        serde_json::to_string(&rollout.spec.template).map_err(|source| {
-                            Error::Json {
-                                what: "pod template",
-                                source,
-                            }
-                        })?,
-                    ),
-                ]
-                .into(),
-            ),
+            annotations: Some(annotations),
             owner_references: Some(vec![OwnerReference {
                 block_owner_deletion: Some(true),
                 ..owner

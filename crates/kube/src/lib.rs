@@ -39,6 +39,20 @@ pub const TEMPLATE_ANNOTATION: &str = "rollout.cutover.dev/template";
 pub const SCALE_DOWN_DEADLINE_ANNOTATION: &str = "scale-down-deadline";
 /// ReplicaSet annotation: the role (`active`, `preview`) whose ephemeral metadata its pods carry.
 pub const ROLE_ANNOTATION: &str = "rollout.cutover.dev/role";
+/// ReplicaSet annotation: the role's metadata last put on its pods (JSON), so that keys the
+/// spec no longer names can be removed.
+pub const ROLE_METADATA_ANNOTATION: &str = "rollout.cutover.dev/role-metadata";
+/// ReplicaSet annotation: the numbers the revision had before (comma-separated, oldest first),
+/// as Deployments keep `deployment.kubernetes.io/revision-history`. The first is the number it
+/// was created with.
+pub const REVISION_HISTORY_ANNOTATION: &str = "rollout.cutover.dev/revision-history";
+/// Service annotation: the hash cutover last wrote into the selector. A selector that differs
+/// was changed by someone else and is set back.
+pub const SELECTOR_ANNOTATION: &str = "rollout.cutover.dev/selector";
+/// AnalysisRun label: the number of the revision (update) it analyses.
+pub const ANALYSIS_REVISION_LABEL: &str = "cutover.dev/revision";
+/// AnalysisRun annotation: why cutover terminated the run, for the run's message.
+pub const TERMINATE_REASON_ANNOTATION: &str = "analysis.cutover.dev/terminate-reason";
 /// Service annotation: the Rollout that manages the Service's selector.
 pub const MANAGED_BY_ANNOTATION: &str = "rollout.cutover.dev/managed-by";
 /// AnalysisRun label: the gate (`pre`, `post`).

@@ -20,7 +20,8 @@ use kube::{Resource, ResourceExt};
 
 use crate::cache::{Caches, SERVICE_NAME_LABEL, owned_by};
 use crate::{
-    ANALYSIS_KIND_LABEL, REVISION_ANNOTATION, ROLE_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION,
+    ANALYSIS_KIND_LABEL, ANALYSIS_REVISION_LABEL, REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION,
+    ROLE_ANNOTATION, ROLE_METADATA_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION, SELECTOR_ANNOTATION,
 };
 
 /// What one observation saw: the planner's snapshot plus the objects the executor acts on.
@@ -117,12 +118,14 @@ pub fn observe(caches: &Caches, rollout: &Rollout, ns: &str) -> World {
 fn observe_revision(rs: &ReplicaSet, hash: &str, pods: Option<&Vec<Arc<Pod>>>) -> ObservedRevision {
     let annotations = rs.annotations();
     let status = rs.status.as_ref();
+    let revision = annotations
+        .get(REVISION_ANNOTATION)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
     ObservedRevision {
         hash: hash.to_string(),
-        revision: annotations
-            .get(REVISION_ANNOTATION)
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(0),
+        revision,
+        created_revision: created_revision(annotations, revision),
         desired: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
         replicas: status.map_or(0, |s| s.replicas),
         ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
@@ -142,7 +145,80 @@ fn observe_revision(rs: &ReplicaSet, hash: &str, pods: Option<&Vec<Arc<Pod>>>) -
                 "preview" => Some(RevisionRole::Preview),
                 _ => None,
             }),
+        role_metadata: annotations
+            .get(ROLE_METADATA_ANNOTATION)
+            .and_then(|m| serde_json::from_str(m).ok()),
+        unavailable_reason: unavailable_reason(rs, pods.map(Vec::as_slice).unwrap_or_default()),
     }
+}
+
+/// The number the revision was created with: the first of its revision history, or its
+/// number when it never changed.
+fn created_revision(annotations: &BTreeMap<String, String>, revision: i64) -> i64 {
+    annotations
+        .get(REVISION_HISTORY_ANNOTATION)
+        .and_then(|h| h.split(',').next())
+        .and_then(|first| first.trim().parse().ok())
+        .unwrap_or(revision)
+}
+
+/// Waiting reasons of a container that will not become ready by waiting longer.
+const STUCK_REASONS: &[&str] = &[
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// Why a revision's pods are not available, when the cluster says more than a count: the
+/// ReplicaSet cannot create pods (quota, admission, an invalid template), or a container is
+/// stuck (crash loop with its last exit code and message, an image that cannot be pulled).
+fn unavailable_reason(rs: &ReplicaSet, pods: &[Arc<Pod>]) -> Option<String> {
+    let failure = rs
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == "ReplicaFailure" && c.status == "True");
+    if let Some(c) = failure {
+        return Some(format!(
+            "cannot create pods: {}",
+            c.message
+                .as_deref()
+                .unwrap_or(c.reason.as_deref().unwrap_or("ReplicaFailure"))
+        ));
+    }
+    pods.iter().find_map(|pod| {
+        let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+        statuses.iter().find_map(|c| {
+            let waiting = c.state.as_ref()?.waiting.as_ref()?;
+            let reason = waiting.reason.as_deref()?;
+            if !STUCK_REASONS.contains(&reason) {
+                return None;
+            }
+            let mut text = format!("pod {} container {}: {reason}", pod.name_any(), c.name);
+            if let Some(last) = c.last_state.as_ref().and_then(|s| s.terminated.as_ref()) {
+                text.push_str(&format!(
+                    " (exit code {}, {} restarts)",
+                    last.exit_code, c.restart_count
+                ));
+                if let Some(m) = last.message.as_deref().filter(|m| !m.trim().is_empty()) {
+                    text.push_str(&format!(": {}", last_line(m)));
+                }
+            } else if let Some(m) = waiting.message.as_deref() {
+                text.push_str(&format!(": {}", last_line(m)));
+            }
+            Some(text)
+        })
+    })
+}
+
+fn last_line(text: &str) -> &str {
+    text.trim_end().lines().last().unwrap_or_default()
 }
 
 /// A Service, its selector's hash, and the hashes of the pods behind the ready endpoints of its
@@ -180,6 +256,7 @@ fn observe_service(
         name,
         selector_hash,
         serving: serving.into_iter().collect(),
+        recorded_selector: svc.annotations().get(SELECTOR_ANNOTATION).cloned(),
     }
 }
 
@@ -226,5 +303,8 @@ fn observe_run(run: &AnalysisRun) -> Option<ObservedAnalysisRun> {
             .as_ref()
             .map_or(Timestamp::UNIX_EPOCH, |t| t.0),
         terminated: run.spec.terminate.unwrap_or(false),
+        revision: labels
+            .get(ANALYSIS_REVISION_LABEL)
+            .and_then(|r| r.parse().ok()),
     })
 }

@@ -236,12 +236,9 @@ impl Test {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn analysis_runs_measured_against_a_real_api_server() {
     let started = Instant::now();
-    let Some(env) = KubeEnv::start().await else {
+    let Some(env) = KubeEnv::installed(NS).await else {
         return;
     };
-    env.install().await;
-    env.apply(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": NS } }))
-        .await;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()

@@ -207,12 +207,9 @@ impl Cluster {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn blue_green_against_a_real_api_server() {
     let started = std::time::Instant::now();
-    let Some(env) = KubeEnv::start().await else {
+    let Some(env) = KubeEnv::installed(NS).await else {
         return;
     };
-    env.install().await;
-    env.apply(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": NS } }))
-        .await;
     let client = env.client.clone();
     let slice_version = if client
         .list_api_group_resources("discovery.k8s.io/v1")

@@ -18,7 +18,7 @@ use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// Schema version written to `PRAGMA user_version`; bump with a migration step in `migrate`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Why a state operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,10 @@ pub struct RevisionRow {
     pub deadline: Option<Timestamp>,
     /// Role whose metadata it carries ("Active", "Preview" or none).
     pub role: Option<String>,
+    /// The number it was created with (renumbering keeps it).
+    pub created_revision: i64,
+    /// The role's metadata last recorded for it (JSON).
+    pub role_metadata: Option<String>,
 }
 
 /// An AnalysisRun as stored.
@@ -82,6 +86,9 @@ pub struct RunRow {
     pub created_at: Timestamp,
     /// Asked to stop.
     pub terminated: bool,
+    /// Number of the revision (update) it analyses; None for runs stored before numbers were
+    /// recorded.
+    pub revision: Option<i64>,
 }
 
 /// A run's rollout, resolved spec (JSON) and status (JSON).
@@ -224,21 +231,29 @@ impl Tx<'_> {
     /// Revisions of a rollout, oldest first.
     pub fn revisions(&self, rollout: &str) -> Result<Vec<RevisionRow>, StoreError> {
         let mut stmt = self.0.prepare(
-            "SELECT hash, revision, template, desired, deadline, role FROM revisions
+            "SELECT hash, revision, template, desired, deadline, role, created_revision,
+                    role_metadata FROM revisions
              WHERE rollout = ?1 ORDER BY revision",
         )?;
         let rows = stmt.query_map([rollout], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i32>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
+                (
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i32>(3)?,
+                ),
+                (
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                ),
             ))
         })?;
         rows.map(|row| {
-            let (hash, revision, template, desired, deadline, role) = row?;
+            let ((hash, revision, template, desired), (deadline, role, created, role_metadata)) =
+                row?;
             Ok(RevisionRow {
                 hash,
                 revision,
@@ -246,6 +261,8 @@ impl Tx<'_> {
                 desired,
                 deadline: deadline.and_then(|d| d.parse().ok()),
                 role,
+                created_revision: created.unwrap_or(revision),
+                role_metadata,
             })
         })
         .collect()
@@ -254,8 +271,9 @@ impl Tx<'_> {
     /// Adds a revision.
     pub fn insert_revision(&self, rollout: &str, row: &RevisionRow) -> Result<(), StoreError> {
         self.0.execute(
-            "INSERT OR IGNORE INTO revisions (rollout, hash, revision, template, desired, deadline, role)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT OR IGNORE INTO revisions (rollout, hash, revision, template, desired, deadline,
+               role, created_revision, role_metadata)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 rollout,
                 row.hash,
@@ -263,8 +281,24 @@ impl Tx<'_> {
                 to_json(&row.template),
                 row.desired,
                 row.deadline.map(|d| d.to_string()),
-                row.role
+                row.role,
+                row.created_revision,
+                row.role_metadata
             ],
+        )?;
+        Ok(())
+    }
+
+    /// Gives a revision a new number (it became current again); its creation number stays.
+    pub fn set_revision_number(
+        &self,
+        rollout: &str,
+        hash: &str,
+        revision: i64,
+    ) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE revisions SET revision = ?3 WHERE rollout = ?1 AND hash = ?2",
+            params![rollout, hash, revision],
         )?;
         Ok(())
     }
@@ -298,10 +332,11 @@ impl Tx<'_> {
         rollout: &str,
         hash: &str,
         role: Option<&str>,
+        metadata: Option<&str>,
     ) -> Result<(), StoreError> {
         self.0.execute(
-            "UPDATE revisions SET role = ?3 WHERE rollout = ?1 AND hash = ?2",
-            params![rollout, hash, role],
+            "UPDATE revisions SET role = ?3, role_metadata = ?4 WHERE rollout = ?1 AND hash = ?2",
+            params![rollout, hash, role, metadata],
         )?;
         Ok(())
     }
@@ -388,7 +423,7 @@ impl Tx<'_> {
     /// AnalysisRuns of a rollout.
     pub fn runs(&self, rollout: &str) -> Result<Vec<RunRow>, StoreError> {
         let mut stmt = self.0.prepare(
-            "SELECT name, kind, hash, phase, message, created_at, terminated FROM runs
+            "SELECT name, kind, hash, phase, message, created_at, terminated, revision FROM runs
              WHERE rollout = ?1 ORDER BY created_at",
         )?;
         let rows = stmt.query_map([rollout], |r| {
@@ -403,6 +438,7 @@ impl Tx<'_> {
                     .parse()
                     .unwrap_or(Timestamp::UNIX_EPOCH),
                 terminated: r.get(6)?,
+                revision: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -411,8 +447,9 @@ impl Tx<'_> {
     /// Adds or updates an AnalysisRun.
     pub fn put_run(&self, rollout: &str, run: &RunRow) -> Result<(), StoreError> {
         self.0.execute(
-            "INSERT INTO runs (name, rollout, kind, hash, phase, message, created_at, terminated)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            "INSERT INTO runs (name, rollout, kind, hash, phase, message, created_at, terminated,
+               revision)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT(name) DO UPDATE SET phase = excluded.phase, message = excluded.message,
                terminated = excluded.terminated",
             params![
@@ -423,7 +460,8 @@ impl Tx<'_> {
                 run.phase,
                 run.message,
                 run.created_at.to_string(),
-                run.terminated
+                run.terminated,
+                run.revision
             ],
         )?;
         Ok(())
@@ -552,6 +590,19 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     if version < 3 {
         migrations::create_tables(conn)?;
     }
+    if version < 4 {
+        // Revisions brought back get a new number; the creation number orders them (the
+        // rollback window) and is what migrations record. Runs remember their update's number.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE revisions ADD COLUMN created_revision INTEGER;
+             UPDATE revisions SET created_revision = revision;
+             ALTER TABLE revisions ADD COLUMN role_metadata TEXT;
+             ALTER TABLE runs ADD COLUMN revision INTEGER;
+             PRAGMA user_version = 4;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }
 
@@ -587,6 +638,8 @@ mod tests {
                             desired: 3,
                             deadline: None,
                             role: None,
+                            created_revision: 1,
+                            role_metadata: None,
                         },
                     )?;
                     tx.set_selector("app-active", "h1")?;

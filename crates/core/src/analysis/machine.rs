@@ -97,6 +97,8 @@ pub struct RunMachine {
     metrics: Vec<Compiled>,
     status: AnalysisRunStatus,
     terminate: bool,
+    /// Why the run was asked to stop, for its message.
+    terminate_reason: Option<String>,
 }
 
 fn int_or_string(v: Option<&IntOrString>, default: i32, what: &str) -> Result<i32, String> {
@@ -226,6 +228,7 @@ impl RunMachine {
             metrics,
             status,
             terminate,
+            terminate_reason: None,
         })
     }
 
@@ -234,9 +237,16 @@ impl RunMachine {
         &self.status
     }
 
-    /// Asks the run to stop: unfinished metrics end Successful unless one already failed.
+    /// Asks the run to stop: unfinished metrics end by what they measured (Successful, or
+    /// Error/Inconclusive when that is all they saw) unless one already failed.
     pub fn terminate(&mut self) {
+        self.terminate_with(None);
+    }
+
+    /// [`Self::terminate`], saying why in the run's message.
+    pub fn terminate_with(&mut self, reason: Option<String>) {
         self.terminate = true;
+        self.terminate_reason = reason;
         // A measurement in flight will not be waited for.
         for r in &mut self.status.metric_results {
             r.measurements.retain(|m| m.phase.is_completed());
@@ -444,6 +454,16 @@ impl RunMachine {
             Some((w, msg)) if complete => (w, msg),
             _ => (AnalysisPhase::Running, None),
         };
+        // A run stopped from outside says why, unless a metric has worse to say.
+        let message = if terminating && phase == AnalysisPhase::Successful {
+            Some(
+                self.terminate_reason
+                    .clone()
+                    .unwrap_or_else(|| "run terminated".into()),
+            )
+        } else {
+            message
+        };
         self.status.phase = Some(phase);
         self.status.message = message;
     }
@@ -569,7 +589,34 @@ fn assess_counters(
         });
     }
     if terminating {
-        return Some((Successful, Some("run terminated".into())));
+        return Some(terminated_phase(r));
     }
     Some((Running, None))
+}
+
+/// A metric stopped before it finished counting ends by what it measured: errors to the end
+/// are an Error, only inconclusive results Inconclusive, anything else Successful (a run that
+/// never measured, or measured well, has nothing against it). Argo Rollouts calls every such
+/// metric Successful; a terminated metric that never got a good measurement is not one.
+fn terminated_phase(r: &MetricResult) -> (AnalysisPhase, Option<String>) {
+    use AnalysisPhase::{Error, Inconclusive, Successful};
+    if r.consecutive_error > 0 && r.successful == 0 && r.failed == 0 && r.inconclusive == 0 {
+        return (
+            Error,
+            Some(format!(
+                "run terminated after {} errors and no successful measurement",
+                r.consecutive_error
+            )),
+        );
+    }
+    if r.inconclusive > 0 && r.successful == 0 && r.failed == 0 {
+        return (
+            Inconclusive,
+            Some(format!(
+                "run terminated after {} inconclusive and no successful measurement",
+                r.inconclusive
+            )),
+        );
+    }
+    (Successful, Some("run terminated".into()))
 }

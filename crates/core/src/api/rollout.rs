@@ -249,7 +249,7 @@ pub struct MirrorRoute {
 }
 
 /// Labels and annotations for a role (`previewMetadata`, `activeMetadata`).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodTemplateMetadata {
     /// Labels to add.

@@ -1,6 +1,6 @@
 //! `Rollout.status`: written whole by the controller (or the local engine) from `plan()`.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -56,7 +56,7 @@ pub struct RolloutStatus {
     /// Pods of the desired revision.
     #[serde(default)]
     pub updated_replicas: i32,
-    /// Ready pods of all revisions.
+    /// Ready pods of the active revision (Argo's `activeRS.status.readyReplicas`).
     #[serde(default)]
     pub ready_replicas: i32,
     /// Available pods of the active revision.
@@ -74,6 +74,45 @@ pub struct RolloutStatus {
     /// The database migration of `spec.migrations` the rollout is busy with or waits on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<super::MigrationStatus>,
+    /// How long the current (or last) update took, and how much of it waited for a human.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<UpdateDuration>,
+}
+
+/// `status.duration`: the timing of the current (or last) update, from the pod-template change
+/// to promotion or abort.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateDuration {
+    /// Revision number of the update.
+    pub revision: i64,
+    /// When the update began (the template change was first planned).
+    pub started_at: MicroTime,
+    /// When the current manual pause began (waiting for `promote`, an inconclusive analysis,
+    /// or `spec.paused`); absent while not paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<MicroTime>,
+    /// Seconds spent in manual pauses that have ended.
+    #[serde(default)]
+    pub paused_seconds: f64,
+    /// When the update ended (promoted or aborted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<MicroTime>,
+    /// How it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion: Option<UpdateCompletion>,
+    /// `finishedAt - startedAt` in seconds, once finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+}
+
+/// How an update ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum UpdateCompletion {
+    /// The revision became stable.
+    Promoted,
+    /// The update was aborted; active serves the stable revision again.
+    Aborted,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -129,11 +168,11 @@ pub struct SwitchStatus {
     pub from: Option<String>,
     /// Hash the active Service was switched to.
     pub to: String,
-    /// When the selector was changed.
-    pub started_at: Time,
+    /// When the selector was changed (microseconds: switches take fractions of a second).
+    pub started_at: MicroTime,
     /// When the data plane was seen serving only `to`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verified_at: Option<Time>,
+    pub verified_at: Option<MicroTime>,
     /// `verifiedAt - startedAt` in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<f64>,
@@ -212,6 +251,10 @@ pub enum ConditionType {
     /// A backfilled migration may be contracted: the update is fully promoted, the old
     /// revision is scaled down and the bake period has passed.
     MigrationContractDue,
+    /// The API server refused a write the rollout needs (an invalid pod template, a missing
+    /// permission); the message is the API server's. Set and cleared by the Kubernetes
+    /// controller, not by the planner.
+    ReplicaFailure,
 }
 
 /// Status of a condition.

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 
 use super::decision::Decision;
 use super::observed::{AnalysisKind, RevisionRole};
-use crate::api::{RolloutAnalysis, RolloutStatus};
+use crate::api::{PodTemplateMetadata, RolloutAnalysis, RolloutStatus};
 
 /// The result of one planning pass.
 #[derive(Clone, Debug, PartialEq)]
@@ -35,6 +35,21 @@ pub enum Action {
         hash: String,
         /// Its revision number.
         revision: i64,
+        /// The role its pods start in, with that role's ephemeral metadata in their template
+        /// (active for the first revision, preview for an update).
+        role: Option<RevisionRole>,
+        /// That metadata, when the strategy sets one for the role.
+        metadata: Option<PodTemplateMetadata>,
+    },
+    /// Give an existing revision a new number: it became current again (undo, or the template
+    /// set back), and the current revision always has the highest number.
+    SetRevisionNumber {
+        /// The revision.
+        hash: String,
+        /// Its number now.
+        revision: i64,
+        /// Its number before.
+        previous: i64,
     },
     /// Set the number of pods a revision runs.
     ScaleRevision {
@@ -69,6 +84,8 @@ pub enum Action {
     TerminateAnalysis {
         /// Run name.
         name: String,
+        /// Why, for the run's message.
+        reason: TerminateReason,
     },
     /// Delete a finished AnalysisRun beyond the history limits.
     DeleteAnalysisRun {
@@ -86,6 +103,10 @@ pub enum Action {
         hash: String,
         /// Its role now.
         role: Option<RevisionRole>,
+        /// The role's metadata to put on its pods (None: the role has none).
+        metadata: Option<PodTemplateMetadata>,
+        /// The metadata put on them before, whose keys go unless `metadata` keeps them.
+        previous: Option<PodTemplateMetadata>,
     },
     /// Restart pods started before `before`, at most `max_unavailable` at a time.
     RestartPods {
@@ -110,7 +131,8 @@ pub struct MigrationRequest {
     pub migration: String,
     /// Hash of the revision it runs for.
     pub hash: String,
-    /// Number of that revision (recorded, so an undo behind a contract can be refused).
+    /// The number that revision got when it was created (recorded, so that an undo to a
+    /// revision created before a contracted migration can be refused; renumbering keeps it).
     pub revision: i64,
     /// For contract: when the switch to the revision was verified (`fullyPromotedAt` of
     /// `cutover migrate contract --rollout-state`; the planner checked that no old revision
@@ -176,6 +198,27 @@ pub enum ScaleReason {
     RevisionLimitExceeded,
     /// An aborted update's revision, after `abortScaleDownDelaySeconds`.
     AbortedUpdate,
+}
+
+/// Why a run is asked to stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TerminateReason {
+    /// The pod template changed: the run analyses a revision that is no longer current.
+    RevisionReplaced,
+    /// The update was aborted.
+    UpdateAborted,
+    /// `promote --full` skipped the remaining analysis.
+    PromotedFull,
+}
+
+impl fmt::Display for TerminateReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::RevisionReplaced => "terminated: the rollout moved on to another revision",
+            Self::UpdateAborted => "terminated: the update was aborted",
+            Self::PromotedFull => "terminated: promote --full skipped the remaining analysis",
+        })
+    }
 }
 
 /// What an AnalysisRun is to measure. The adapter resolves templates and arguments.
@@ -258,6 +301,13 @@ pub enum EventReason {
     MigrationContractDue,
     /// An undo was refused: a contracted migration came with a newer revision.
     MigrationContracted,
+    /// The stable revision disappeared (its ReplicaSet was deleted by hand).
+    StableRevisionLost,
+    /// A Service's selector was changed by someone else and set back.
+    ServiceSelectorRepaired,
+    /// The API server refused a write the rollout needs (reported by the Kubernetes
+    /// controller).
+    ApiServerRefused,
 }
 
 impl fmt::Display for EventReason {
@@ -267,7 +317,8 @@ impl fmt::Display for EventReason {
 }
 
 impl Event {
-    pub(crate) fn normal(reason: EventReason, message: impl Into<String>) -> Self {
+    /// A Normal event.
+    pub fn normal(reason: EventReason, message: impl Into<String>) -> Self {
         Self {
             severity: EventSeverity::Normal,
             reason,
@@ -275,7 +326,8 @@ impl Event {
         }
     }
 
-    pub(crate) fn warning(reason: EventReason, message: impl Into<String>) -> Self {
+    /// A Warning event.
+    pub fn warning(reason: EventReason, message: impl Into<String>) -> Self {
         Self {
             severity: EventSeverity::Warning,
             reason,
@@ -284,12 +336,34 @@ impl Event {
     }
 }
 
+impl Action {
+    /// The action moves an update forward (for the progress deadline): creating, renumbering
+    /// or scaling a revision, switching a Service, starting an analysis or a migration.
+    /// Housekeeping (role metadata, deadlines, deletions, restarts) is not progress.
+    pub fn is_progress(&self) -> bool {
+        matches!(
+            self,
+            Self::CreateRevision { .. }
+                | Self::SetRevisionNumber { .. }
+                | Self::ScaleRevision { .. }
+                | Self::SwitchService { .. }
+                | Self::StartAnalysis(_)
+                | Self::RunMigration(_)
+        )
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::CreateRevision { hash, revision } => {
+            Self::CreateRevision { hash, revision, .. } => {
                 write!(f, "create revision {revision} ({hash})")
             }
+            Self::SetRevisionNumber {
+                hash,
+                revision,
+                previous,
+            } => write!(f, "renumber revision {previous} ({hash}) to {revision}"),
             Self::ScaleRevision {
                 hash,
                 replicas,
@@ -307,10 +381,12 @@ impl fmt::Display for Action {
                 role, service, to, ..
             } => write!(f, "point {role} service {service} at {to}"),
             Self::StartAnalysis(req) => write!(f, "start analysis {}", req.name),
-            Self::TerminateAnalysis { name } => write!(f, "terminate analysis {name}"),
+            Self::TerminateAnalysis { name, reason } => {
+                write!(f, "terminate analysis {name} ({reason})")
+            }
             Self::DeleteAnalysisRun { name } => write!(f, "delete analysis run {name}"),
             Self::DeleteRevision { hash } => write!(f, "delete revision {hash}"),
-            Self::SetRevisionRole { hash, role } => match role {
+            Self::SetRevisionRole { hash, role, .. } => match role {
                 Some(role) => write!(f, "label {hash} pods {role:?}"),
                 None => write!(f, "remove role labels from {hash} pods"),
             },

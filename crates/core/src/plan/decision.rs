@@ -53,6 +53,8 @@ pub enum HoldReason {
         available: i32,
         /// Pods wanted.
         desired: i32,
+        /// What the adapter knows of why (a crash loop with its exit code and last log line).
+        why: Option<String>,
     },
     /// The pre-promotion AnalysisRun is running.
     PrePromotionAnalysisRunning,
@@ -248,10 +250,20 @@ impl fmt::Display for HoldReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::RolloutPaused => f.write_str("manually paused"),
-            Self::PreviewNotAvailable { available, desired } => write!(
-                f,
-                "waiting for the new revision: {available} of {desired} pods available"
-            ),
+            Self::PreviewNotAvailable {
+                available,
+                desired,
+                why,
+            } => {
+                write!(
+                    f,
+                    "waiting for the new revision: {available} of {desired} pods available"
+                )?;
+                match why {
+                    Some(why) => write!(f, ": {why}"),
+                    None => Ok(()),
+                }
+            }
             Self::PrePromotionAnalysisRunning => {
                 f.write_str("waiting for pre-promotion analysis to complete")
             }

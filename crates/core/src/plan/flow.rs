@@ -1,11 +1,12 @@
 //! The three flows of a pass: steady (current is stable), forward (gates → switch →
 //! verification → post-analysis → stable) and aborted (back to stable, delayed scale-down).
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 
 use super::{
     AbortCause, AbortState, Action, AnalysisKind, AnalysisRunRequest, Decision, Event, EventReason,
     HoldReason, Planner, PostHold, PromoteReason, ScaleReason, ServiceRole, SwitchReason,
+    TerminateReason,
 };
 use crate::api::{
     AnalysisPhase, PauseReason, RolloutAnalysis, RolloutAnalysisRunStatus, SwitchStatus,
@@ -16,6 +17,8 @@ use crate::api::{
 const VERIFY_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub(super) fn run(p: &mut Planner<'_>) -> Decision {
+    repair_foreign_selector(p);
+    rescue_lost_stable(p);
     let current = p.current_hash.clone();
     let stable = p.stable_hash().map(str::to_string);
     if stable.as_deref() == Some(current.as_str()) {
@@ -40,7 +43,7 @@ pub(super) fn run(p: &mut Planner<'_>) -> Decision {
 fn steady(p: &mut Planner<'_>, current: &str) -> Decision {
     let replicas = p.spec().replicas();
     p.set_target(current, replicas, ScaleReason::Stable);
-    if p.active().selector_hash.as_deref() != Some(current) {
+    if p.active_selector() != Some(current) {
         switch_active(p, current);
         return Decision::Switch(SwitchReason::FastRollback);
     }
@@ -69,7 +72,10 @@ fn forward(p: &mut Planner<'_>, current: &str, stable: Option<&str>) -> Decision
     // Nothing was ever promoted: the first revision has nothing to be checked against.
     let initial = p.status.stable_rs.is_none();
     let skip_gates = initial || p.status.promote_full || p.status.blue_green.fast_rollback;
-    let switched = p.active().selector_hash.as_deref() == Some(current);
+    let switched = p.active_selector() == Some(current);
+    if p.status.promote_full {
+        terminate_runs(p, current, TerminateReason::PromotedFull);
+    }
     if !switched && let Some(hold) = super::migrations::before_preview(p, current) {
         // The schema comes first: the revision gets no pods until its migrations are backfilled.
         return hold;
@@ -110,6 +116,7 @@ fn forward(p: &mut Planner<'_>, current: &str, stable: Option<&str>) -> Decision
             Decision::Hold(HoldReason::PreviewNotAvailable {
                 available,
                 desired: target,
+                why: p.current().unavailable_reason.clone(),
             })
         };
     }
@@ -281,19 +288,13 @@ fn promote(p: &mut Planner<'_>, current: &str, reason: PromoteReason) {
 /// Aborted: active returns to stable at once; the aborted revision stays up as preview until
 /// stable is fully available again and `abortScaleDownDelaySeconds` passed (0 keeps it).
 fn aborted(p: &mut Planner<'_>, current: &str, stable: Option<&str>) -> Decision {
-    for run in &p.observed.analysis_runs {
-        if run.hash == current && !run.phase.is_completed() && !run.terminated {
-            p.actions.push(Action::TerminateAnalysis {
-                name: run.name.clone(),
-            });
-        }
-    }
+    terminate_runs(p, current, TerminateReason::UpdateAborted);
     // The aborted revision is not scaled further up, nor down before its delay.
     p.targets.remove(current);
     let Some(stable) = stable else {
         return Decision::Aborted(AbortState::NoStableRevision);
     };
-    let decision = if p.active().selector_hash.as_deref() != Some(stable) {
+    let decision = if p.active_selector() != Some(stable) {
         switch_active(p, stable);
         Decision::Aborted(AbortState::SwitchingBack)
     } else if !verify_switch(p, stable) {
@@ -309,6 +310,86 @@ fn aborted(p: &mut Planner<'_>, current: &str, stable: Option<&str>) -> Decision
         p.scale_down_after(&rev, delay, ScaleReason::AbortedUpdate);
     }
     decision
+}
+
+/// Asks the in-flight runs of a revision to stop.
+fn terminate_runs(p: &mut Planner<'_>, hash: &str, reason: TerminateReason) {
+    for run in &p.observed.analysis_runs {
+        if run.hash == hash && !run.phase.is_completed() && !run.terminated {
+            p.actions.push(Action::TerminateAnalysis {
+                name: run.name.clone(),
+                reason,
+            });
+        }
+    }
+}
+
+/// The active Service's selector was changed outside cutover (by hand, or by another tool):
+/// the selector cutover last wrote is the truth. Put it back and say so.
+fn repair_foreign_selector(p: &mut Planner<'_>) {
+    let active = p.active();
+    let Some(recorded) = active.recorded_selector.clone() else {
+        return;
+    };
+    if active.selector_hash.as_deref() == Some(recorded.as_str())
+        || !p.revisions.contains_key(&recorded)
+    {
+        return;
+    }
+    let found = active.selector_hash.clone();
+    p.actions.push(Action::SwitchService {
+        role: ServiceRole::Active,
+        service: active.name.clone(),
+        from: found.clone(),
+        to: recorded.clone(),
+    });
+    p.events.push(Event::warning(
+        EventReason::ServiceSelectorRepaired,
+        format!(
+            "Service '{}' selected '{}', changed outside cutover: set back to '{recorded}'; use promote, abort or undo to move traffic",
+            active.name,
+            found.as_deref().unwrap_or("(nothing)")
+        ),
+    ));
+}
+
+/// The stable revision is gone (its ReplicaSet deleted by hand) while active still points at
+/// it: no pod serves production. Restore service from the newest revision whose pods are all
+/// available, preferring an older one (it was promoted once) over the update in flight; with
+/// none, the update in flight takes traffic as soon as it is available, as a first deploy
+/// would.
+fn rescue_lost_stable(p: &mut Planner<'_>) {
+    let Some(lost) = p.status.stable_rs.clone() else {
+        return;
+    };
+    if p.revisions.contains_key(&lost) {
+        return;
+    }
+    let ready = |r: &super::ObservedRevision| r.desired > 0 && r.available >= r.desired;
+    let newest_ready = |current_too: bool| {
+        p.revisions
+            .values()
+            .filter(|r| ready(r) && (current_too || r.hash != p.current_hash))
+            .max_by_key(|r| r.revision)
+            .map(|r| (r.hash.clone(), r.revision))
+    };
+    let rescue = newest_ready(false).or_else(|| newest_ready(true));
+    let message = match &rescue {
+        Some((hash, revision)) => format!(
+            "stable revision '{lost}' is gone (its ReplicaSet was deleted): active switched to revision {revision} ('{hash}'), the newest with all pods available"
+        ),
+        None => format!(
+            "stable revision '{lost}' is gone (its ReplicaSet was deleted) and no revision has all pods available: the current revision takes traffic as soon as it is available"
+        ),
+    };
+    p.events
+        .push(Event::warning(EventReason::StableRevisionLost, message));
+    p.status.stable_rs = rescue.as_ref().map(|(hash, _)| hash.clone());
+    if let Some((hash, _)) = rescue
+        && p.active_selector() != Some(hash.as_str())
+    {
+        switch_active(p, &hash);
+    }
 }
 
 /// Result of an analysis gate.
@@ -424,7 +505,7 @@ fn record_run(
 /// Points the active Service at `to` and starts timing the switch.
 pub(super) fn switch_active(p: &mut Planner<'_>, to: &str) {
     let active = p.active();
-    let from = active.selector_hash.clone();
+    let from = p.active_selector().map(str::to_string);
     p.actions.push(Action::SwitchService {
         role: ServiceRole::Active,
         service: active.name.clone(),
@@ -443,7 +524,7 @@ pub(super) fn switch_active(p: &mut Planner<'_>, to: &str) {
     p.status.blue_green.switch = Some(SwitchStatus {
         from,
         to: to.to_string(),
-        started_at: Time(p.now),
+        started_at: MicroTime(p.now),
         verified_at: None,
         seconds: None,
     });
@@ -469,7 +550,7 @@ fn verify_switch(p: &mut Planner<'_>, hash: &str) -> bool {
             // Adopted without a recorded switch: the confirmation is all there is to record.
             from: None,
             to: hash.to_string(),
-            started_at: Time(now),
+            started_at: MicroTime(now),
             verified_at: None,
             seconds: None,
         });
@@ -477,14 +558,14 @@ fn verify_switch(p: &mut Planner<'_>, hash: &str) -> bool {
         *switch = SwitchStatus {
             from: None,
             to: hash.to_string(),
-            started_at: Time(now),
+            started_at: MicroTime(now),
             verified_at: None,
             seconds: None,
         };
     }
     if switch.verified_at.is_none() {
         let seconds = (now.as_millisecond() - switch.started_at.0.as_millisecond()) as f64 / 1000.0;
-        switch.verified_at = Some(Time(now));
+        switch.verified_at = Some(MicroTime(now));
         switch.seconds = Some(seconds);
         let service = p.active().name.clone();
         p.events.push(Event::normal(

@@ -46,6 +46,7 @@ impl Planner<'_> {
             self.stable_hash().map(str::to_string),
             self.status.blue_green.active_selector.clone(),
             self.active().selector_hash.clone(),
+            self.active_selector().map(str::to_string),
             self.observed
                 .preview_service
                 .as_ref()
@@ -170,28 +171,39 @@ fn prune_analysis_runs(p: &mut Planner<'_>) {
     }
 }
 
-/// `activeMetadata` / `previewMetadata` follow the roles: the revision the active Service
-/// selects is active, the one only the preview selects is preview, others carry neither.
+/// `activeMetadata` / `previewMetadata` follow the roles, as in Argo Rollouts: the revision
+/// the active Service selects carries the active metadata, the current revision while it is
+/// not active carries the preview metadata (with or without a preview Service), others
+/// neither. A change of the metadata in the spec reaches running pods too: the plan compares
+/// what it wants with what was last put on each revision.
 fn role_metadata(p: &mut Planner<'_>) {
-    let bg = p.strategy();
-    if bg.active_metadata.is_none() && bg.preview_metadata.is_none() {
-        return;
-    }
     let active = p.status.blue_green.active_selector.clone();
-    let preview = p.status.blue_green.preview_selector.clone();
+    let current = p.current_hash.clone();
     let hashes: Vec<String> = p.revisions.keys().cloned().collect();
     for hash in hashes {
         let role = if active.as_deref() == Some(hash.as_str()) {
             Some(RevisionRole::Active)
-        } else if preview.as_deref() == Some(hash.as_str()) {
+        } else if hash == current {
             Some(RevisionRole::Preview)
         } else {
             None
         };
+        let metadata = role.and_then(|r| p.role_metadata(r)).cloned();
+        // A role is recorded only with metadata to carry.
+        let role = role.filter(|_| metadata.is_some());
         let rev = &p.revisions[&hash];
-        if rev.role != role && (rev.desired > 0 || rev.replicas > 0 || role.is_some()) {
-            p.actions.push(Action::SetRevisionRole { hash, role });
+        if rev.role_metadata.is_none() && metadata.is_none() {
+            continue;
         }
+        if rev.role == role && rev.role_metadata == metadata {
+            continue;
+        }
+        p.actions.push(Action::SetRevisionRole {
+            hash,
+            role,
+            metadata,
+            previous: rev.role_metadata.clone(),
+        });
     }
 }
 

@@ -24,7 +24,7 @@ const RUNNING_POLL: Duration = Duration::from_secs(1);
 /// that holds it back, or None when its migrations are all backfilled.
 pub(super) fn before_preview(p: &mut Planner<'_>, current: &str) -> Option<Decision> {
     let set = p.observed.migrations.as_ref()?;
-    let revision = p.current().revision;
+    let revision = p.current().created_revision;
     if let Some(m) = contracted_after(set, revision) {
         let reason = BlockReason::MigrationContracted {
             migration: m.name.clone(),
@@ -96,7 +96,7 @@ pub(super) fn on_abort(p: &mut Planner<'_>, current: &str) {
         p.requeue_in(RUNNING_POLL);
         return;
     }
-    let revision = p.current().revision;
+    let revision = p.current().created_revision;
     let Some(open) = set
         .migrations
         .iter()
@@ -301,7 +301,7 @@ fn contract_state(p: &Planner<'_>) -> Option<ContractState> {
     if p.stable_hash() != Some(current) {
         return None;
     }
-    let stable_revision = p.current().revision;
+    let stable_revision = p.current().created_revision;
     let open = set.migrations.iter().find(|m| {
         m.phase == MigrationPhase::Backfilled
             && m.has_contract
@@ -368,7 +368,7 @@ fn request(
         .migrations
         .as_ref()
         .map_or(crate::api::DEFAULT_MIGRATION_BAKE, |m| m.bake());
-    let revision = p.current().revision;
+    let revision = p.current().created_revision;
     p.actions
         .push(super::Action::RunMigration(MigrationRequest {
             command,

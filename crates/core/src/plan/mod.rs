@@ -16,6 +16,7 @@
 
 mod action;
 mod decision;
+mod duration;
 mod flow;
 mod housekeeping;
 mod migrations;
@@ -30,10 +31,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 
 use crate::api::{
-    AnalysisPhase, BlueGreenStrategy, PauseCondition, PauseReason, RolloutSpec, RolloutStatus,
+    AnalysisPhase, BlueGreenStrategy, PauseCondition, PauseReason, PodTemplateMetadata,
+    RolloutSpec, RolloutStatus, UpdateDuration,
 };
 use crate::hash::pod_template_hash;
 
@@ -148,30 +150,63 @@ impl<'a> Planner<'a> {
         None
     }
 
-    /// Adds the revision of the current template when it does not exist yet.
+    /// Adds the revision of the current template when it does not exist yet, and gives it the
+    /// highest number when an older revision becomes current again (Argo renumbers a reused
+    /// ReplicaSet the same way, so every update has its own number: run names carry it).
     fn ensure_current_revision(&mut self) {
-        if self.revisions.contains_key(&self.current_hash) {
-            return;
-        }
-        let revision = self
+        let highest_other = self
             .revisions
             .values()
+            .filter(|r| r.hash != self.current_hash)
             .map(|r| r.revision)
             .max()
-            .unwrap_or(0)
-            + 1;
+            .unwrap_or(0);
+        if let Some(existing) = self.revisions.get_mut(&self.current_hash) {
+            if existing.revision <= highest_other {
+                let revision = highest_other + 1;
+                self.actions.push(Action::SetRevisionNumber {
+                    hash: self.current_hash.clone(),
+                    revision,
+                    previous: existing.revision,
+                });
+                existing.revision = revision;
+            }
+            return;
+        }
+        let revision = highest_other + 1;
+        // The first revision starts active; an update's starts as the preview.
+        let role = if self.status.stable_rs.is_none() {
+            RevisionRole::Active
+        } else {
+            RevisionRole::Preview
+        };
+        let metadata = self.role_metadata(role).cloned();
         self.actions.push(Action::CreateRevision {
             hash: self.current_hash.clone(),
             revision,
+            role: metadata.is_some().then_some(role),
+            metadata: metadata.clone(),
         });
         self.revisions.insert(
             self.current_hash.clone(),
             ObservedRevision {
                 hash: self.current_hash.clone(),
                 revision,
+                created_revision: revision,
+                role: metadata.is_some().then_some(role),
+                role_metadata: metadata,
                 ..PLACEHOLDER_REVISION.clone()
             },
         );
+    }
+
+    /// The ephemeral metadata the strategy gives a role.
+    pub(crate) fn role_metadata(&self, role: RevisionRole) -> Option<&'a PodTemplateMetadata> {
+        let bg = self.strategy();
+        match role {
+            RevisionRole::Active => bg.active_metadata.as_ref(),
+            RevisionRole::Preview => bg.preview_metadata.as_ref(),
+        }
     }
 
     /// A new pod template starts a new update: per-update state is reset, a template change
@@ -194,6 +229,15 @@ impl<'a> Planner<'a> {
         s.blue_green.pre_promotion_analysis_run_status = None;
         s.blue_green.post_promotion_analysis_run_status = None;
         s.blue_green.fast_rollback = fast_rollback;
+        s.duration = Some(UpdateDuration {
+            revision,
+            started_at: MicroTime(self.now),
+            paused_at: None,
+            paused_seconds: 0.0,
+            finished_at: None,
+            completion: None,
+            seconds: None,
+        });
         if !first {
             let how = if fast_rollback {
                 " (fast rollback)"
@@ -216,24 +260,42 @@ impl<'a> Planner<'a> {
             .map(|r| r.name.clone())
             .collect();
         for name in stale {
-            self.actions.push(Action::TerminateAnalysis { name });
+            self.actions.push(Action::TerminateAnalysis {
+                name,
+                reason: TerminateReason::RevisionReplaced,
+            });
         }
     }
 
-    /// Undo to the stable revision, to a revision still inside its scale-down delay, or to one
-    /// inside `rollbackWindow` skips pauses and analysis.
+    /// Going back to the stable revision, to a revision still warm (inside its scale-down
+    /// delay with all its pods available), or to one inside `rollbackWindow` skips pauses and
+    /// analysis.
     fn is_fast_rollback_target(&self) -> bool {
         if self.stable_hash().is_none() {
             return false;
         }
-        let current = self.current();
+        // As observed: a renumbering in this pass does not change what the revision was.
+        let Some(current) = self
+            .observed
+            .revisions
+            .iter()
+            .find(|r| r.hash == self.current_hash)
+        else {
+            return false;
+        };
+        // Warm means serving-ready now: a deadline alone (an aborted revision already scaled
+        // down, or pods that never became ready) is no reason to skip the gates.
         let warm = current
             .scale_down_deadline
-            .is_some_and(|deadline| deadline > self.now);
+            .is_some_and(|deadline| deadline > self.now)
+            && current.desired > 0
+            && current.available >= current.desired;
         warm || self.in_rollback_window(current)
     }
 
-    fn in_rollback_window(&self, rev: &ObservedRevision) -> bool {
+    /// Argo's rule: the target was created before the stable revision, and fewer than
+    /// `rollbackWindow.revisions` revisions were created strictly between the two.
+    fn in_rollback_window(&self, target: &ObservedRevision) -> bool {
         let Some(window) = self
             .spec()
             .rollback_window
@@ -242,16 +304,25 @@ impl<'a> Planner<'a> {
         else {
             return false;
         };
-        // Only revisions that existed before this update count: a brand-new one is no rollback.
-        if !self.observed.revisions.iter().any(|r| r.hash == rev.hash) {
+        let Some(stable) = self
+            .stable_hash()
+            .and_then(|h| self.observed.revisions.iter().find(|r| r.hash == h))
+        else {
+            return false;
+        };
+        if target.created_revision >= stable.created_revision {
             return false;
         }
-        let newer = self
+        let between = self
+            .observed
             .revisions
-            .values()
-            .filter(|r| r.revision > rev.revision)
+            .iter()
+            .filter(|r| {
+                r.created_revision > target.created_revision
+                    && r.created_revision < stable.created_revision
+            })
             .count();
-        (newer as i64) < i64::from(window.max(0)) && newer > 0
+        (between as i64) < i64::from(window.max(0))
     }
 
     /// Records a user's abort (they set `status.abort`) and a user's retry (they cleared it).
@@ -316,6 +387,16 @@ impl<'a> Planner<'a> {
             .unwrap_or(&PLACEHOLDER_SERVICE)
     }
 
+    /// The revision the active Service selects, as cutover set it: a selector changed
+    /// outside cutover is set back this pass (`flow::repair_foreign_selector`).
+    pub(crate) fn active_selector(&self) -> Option<&'a str> {
+        let active = self.active();
+        match &active.recorded_selector {
+            Some(recorded) if self.revisions.contains_key(recorded) => Some(recorded),
+            _ => active.selector_hash.as_deref(),
+        }
+    }
+
     /// A pause was added and then released (by `promote` or the timer).
     pub(crate) fn pause_released(&self) -> bool {
         self.status.controller_pause && self.status.pause_conditions.is_empty()
@@ -371,14 +452,18 @@ impl<'a> Planner<'a> {
         self.requeue_in(Duration::from_millis(secs.unsigned_abs()));
     }
 
-    /// The newest run of a gate for the current revision that started after the last abort
+    /// The newest run of a gate for the current update that started after the last abort
     /// (runs from before an abort belong to the attempt that was aborted).
     pub(crate) fn fresh_run(&self, kind: AnalysisKind) -> Option<&'a ObservedAnalysisRun> {
         let aborted_at = self.status.aborted_at.as_ref().map(|t| t.0);
+        let revision = self.current().revision;
         self.observed
             .analysis_runs
             .iter()
             .filter(|r| r.kind == kind && r.hash == self.current_hash)
+            // A run of an earlier update of the same template (the revision came back) is not
+            // this update's.
+            .filter(|r| r.revision.is_none_or(|n| n == revision))
             .filter(|r| aborted_at.is_none_or(|at| r.created_at > at))
             .max_by_key(|r| r.created_at)
     }
@@ -440,7 +525,7 @@ impl std::fmt::Display for AbortCause {
 /// capacity exists before traffic moves and goes away only after.
 fn sort_actions(actions: &mut [Action]) {
     actions.sort_by_key(|a| match a {
-        Action::CreateRevision { .. } => 0,
+        Action::CreateRevision { .. } | Action::SetRevisionNumber { .. } => 0,
         Action::ScaleRevision { reason, .. } => match reason {
             ScaleReason::ScaleDownDeadlinePassed
             | ScaleReason::RevisionLimitExceeded
@@ -487,11 +572,13 @@ static EMPTY_STATUS: RolloutStatus = RolloutStatus {
     selector: None,
     conditions: Vec::new(),
     migration: None,
+    duration: None,
 };
 
 static PLACEHOLDER_REVISION: ObservedRevision = ObservedRevision {
     hash: String::new(),
     revision: 0,
+    created_revision: 0,
     desired: 0,
     replicas: 0,
     ready: 0,
@@ -499,10 +586,13 @@ static PLACEHOLDER_REVISION: ObservedRevision = ObservedRevision {
     scale_down_deadline: None,
     oldest_pod_started_at: None,
     role: None,
+    role_metadata: None,
+    unavailable_reason: None,
 };
 
 static PLACEHOLDER_SERVICE: ObservedService = ObservedService {
     name: String::new(),
     selector_hash: None,
     serving: Vec::new(),
+    recorded_selector: None,
 };

@@ -2,7 +2,7 @@
 
 use jiff::Timestamp;
 
-use crate::api::{AnalysisPhase, MigrationPhase, Rollout};
+use crate::api::{AnalysisPhase, MigrationPhase, PodTemplateMetadata, Rollout};
 
 use super::action::MigrationCommand;
 
@@ -32,9 +32,12 @@ pub struct Observed {
 pub struct ObservedRevision {
     /// Its pod-template hash.
     pub hash: String,
-    /// Its revision number (1, 2, …; undo reuses the number of the revision it returns to
-    /// only by giving it a new, higher number).
+    /// Its revision number (1, 2, …). A revision that becomes current again (undo, or the
+    /// template set back) gets the next number, as Argo Rollouts does.
     pub revision: i64,
+    /// The number it got when it was created; renumbering keeps it. It orders revisions by
+    /// creation (the rollback window, migrations that a revision predates).
+    pub created_revision: i64,
     /// Pods it is asked to run.
     pub desired: i32,
     /// Pods that exist.
@@ -49,6 +52,12 @@ pub struct ObservedRevision {
     pub oldest_pod_started_at: Option<Timestamp>,
     /// The role whose ephemeral metadata its pods carry now.
     pub role: Option<RevisionRole>,
+    /// The ephemeral metadata last put on its pods for that role (None: none recorded).
+    pub role_metadata: Option<PodTemplateMetadata>,
+    /// Why its pods are not available, when the adapter can tell more than a count: a crash
+    /// loop with the exit code and the last log line, an image that cannot be pulled, a
+    /// template the API server refused.
+    pub unavailable_reason: Option<String>,
 }
 
 /// A Service and what its data plane does now.
@@ -62,6 +71,9 @@ pub struct ObservedService {
     /// the ready endpoints of the Service's EndpointSlices, on one host the router's live table
     /// once the previous table has drained. Sorted, no duplicates.
     pub serving: Vec<String>,
+    /// The hash cutover itself last wrote into the selector (Kubernetes: an annotation written
+    /// with the selector). When the selector differs, someone else changed it.
+    pub recorded_selector: Option<String>,
 }
 
 impl ObservedService {
@@ -107,6 +119,9 @@ pub struct ObservedAnalysisRun {
     pub created_at: Timestamp,
     /// It was asked to stop.
     pub terminated: bool,
+    /// Number of the revision it was started for (None: recorded before revisions were
+    /// renumbered; it then matches any number of its hash).
+    pub revision: Option<i64>,
 }
 
 /// A role a revision plays, with its ephemeral metadata.

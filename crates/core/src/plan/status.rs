@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::{AbortCause, Decision, Event, EventReason, HoldReason, Planner, PostHold};
+use super::{AbortCause, Action, Decision, Event, EventReason, HoldReason, Planner, PostHold};
 use crate::api::{ConditionStatus, ConditionType, RolloutCondition, RolloutPhase};
 
 pub(super) fn finalize(p: &mut Planner<'_>, decision: &Decision) {
@@ -12,18 +12,21 @@ pub(super) fn finalize(p: &mut Planner<'_>, decision: &Decision) {
     let deadline_exceeded = progress_deadline(p, decision);
     conditions(p, decision, deadline_exceeded);
     phase(p, decision, deadline_exceeded);
+    super::duration::update(p);
 }
 
+/// Argo's counts: `replicas` of every revision, `updatedReplicas` of the current one, and
+/// `readyReplicas`/`availableReplicas` of the active one only (what serves production).
 fn replica_counts(p: &mut Planner<'_>) {
     let s = &mut p.status;
     s.replicas = p.revisions.values().map(|r| r.replicas).sum();
-    s.ready_replicas = p.revisions.values().map(|r| r.ready).sum();
     s.updated_replicas = p.revisions.get(&p.current_hash).map_or(0, |r| r.replicas);
     let active = s
         .blue_green
         .active_selector
         .as_ref()
         .and_then(|h| p.revisions.get(h));
+    s.ready_replicas = active.map_or(0, |r| r.ready);
     s.available_replicas = active.map_or(0, |r| r.available);
     s.hpa_replicas = active.map_or(0, |r| r.replicas);
     let selector = s.blue_green.active_selector.clone();
@@ -54,11 +57,21 @@ fn progress_deadline(p: &mut Planner<'_>, decision: &Decision) -> bool {
             | Decision::AwaitingSwitchVerification
     ) && !p.status.abort;
     let previous = p.before.condition(ConditionType::Progressing);
-    let progressed = previous.is_none_or(|c| c.reason != decision.reason())
-        || progress_signature(p.before) != progress_signature(&p.status)
-        || p.before.updated_replicas != p.status.updated_replicas
-        || p.before.ready_replicas != p.status.ready_replicas
-        || !p.actions.is_empty();
+    // Once exceeded, the condition's reason says so until the rollout moves again; that
+    // reason is not itself a change of where the rollout stands.
+    let reason_changed =
+        previous.is_none_or(|c| c.reason != decision.reason() && c.reason != DEADLINE_EXCEEDED);
+    // Argo's signals of progress: the current revision's pod count changes, old pods go
+    // away, the active revision gains ready or available pods, selectors or the stable
+    // revision move; plus any action that moves the update.
+    let (before, after) = (p.before, &p.status);
+    let progressed = reason_changed
+        || progress_signature(before) != progress_signature(after)
+        || before.updated_replicas != after.updated_replicas
+        || after.replicas - after.updated_replicas < before.replicas - before.updated_replicas
+        || after.ready_replicas > before.ready_replicas
+        || after.available_replicas > before.available_replicas
+        || p.actions.iter().any(Action::is_progress);
     let since = match previous.and_then(|c| c.last_update_time.as_ref()) {
         Some(t) if !progressed => t.0,
         _ => p.now,
@@ -84,7 +97,7 @@ fn progress_deadline(p: &mut Planner<'_>, decision: &Decision) -> bool {
         p.requeue_at(due);
         return false;
     }
-    let already = previous.is_some_and(|c| c.reason == "ProgressDeadlineExceeded");
+    let already = previous.is_some_and(|c| c.reason == DEADLINE_EXCEEDED);
     if !already {
         p.events.push(Event::warning(
             EventReason::ProgressDeadlineExceeded,
@@ -99,11 +112,14 @@ fn progress_deadline(p: &mut Planner<'_>, decision: &Decision) -> bool {
     true
 }
 
+const DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+
 fn progress_signature(s: &crate::api::RolloutStatus) -> impl PartialEq + use<> {
     (
         s.current_pod_hash.clone(),
         s.stable_rs.clone(),
         s.blue_green.active_selector.clone(),
+        s.blue_green.preview_selector.clone(),
         s.pause_conditions.len(),
         s.abort,
     )
@@ -115,10 +131,13 @@ fn conditions(p: &mut Planner<'_>, decision: &Decision, deadline_exceeded: bool)
     let replicas = p.spec().replicas();
     let available = p.status.available_replicas >= replicas && p.status.selector.is_some();
     let healthy = matches!(decision, Decision::Healthy | Decision::Promoted(_)) && available;
-    let (progressing_status, progressing_reason) = if deadline_exceeded {
-        (ConditionStatus::False, "ProgressDeadlineExceeded")
-    } else if matches!(decision, Decision::Aborted(_)) {
+    // An abort is the strongest statement, also in the pass where the progress deadline
+    // caused it: the next pass must see this update as aborted already.
+    let aborted = matches!(decision, Decision::Aborted(_)) || p.status.abort;
+    let (progressing_status, progressing_reason) = if aborted {
         (ConditionStatus::False, "RolloutAborted")
+    } else if deadline_exceeded {
+        (ConditionStatus::False, DEADLINE_EXCEEDED)
     } else if matches!(decision, Decision::Invalid(_)) {
         (ConditionStatus::False, "InvalidSpec")
     } else if matches!(decision, Decision::Blocked(_)) {
@@ -171,16 +190,20 @@ fn conditions(p: &mut Planner<'_>, decision: &Decision, deadline_exceeded: bool)
             p.status.available_replicas
         ),
     );
-    set(
-        ConditionType::Paused,
-        bool_status(paused),
-        if paused {
-            "RolloutPaused"
-        } else {
-            "RolloutResumed"
-        },
-        "",
-    );
+    // As Argo: a rollout that never paused has no Paused condition; one that did says when
+    // it resumed.
+    if paused || before.condition(ConditionType::Paused).is_some() {
+        set(
+            ConditionType::Paused,
+            bool_status(paused),
+            if paused {
+                "RolloutPaused"
+            } else {
+                "RolloutResumed"
+            },
+            "",
+        );
+    }
     set(
         ConditionType::Completed,
         bool_status(current_is_stable),

@@ -135,7 +135,7 @@ pub async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<RunsContext>) -> Result<A
     let terminate = run.spec.terminate == Some(true);
     if let Some(control) = ctx.tasks().get(&uid) {
         if terminate {
-            control.terminate.cancel();
+            control.terminate_because(&terminate_reason(&run));
         }
         return Ok(Action::await_change());
     }
@@ -162,6 +162,14 @@ pub async fn reconcile(run: Arc<AnalysisRun>, ctx: Arc<RunsContext>) -> Result<A
     Ok(Action::await_change())
 }
 
+/// Why the run was terminated: cutover's reason, or a user's `terminate analysisrun`.
+fn terminate_reason(run: &AnalysisRun) -> String {
+    run.annotations()
+        .get(crate::TERMINATE_REASON_ANNOTATION)
+        .cloned()
+        .unwrap_or_else(|| "terminated on request".into())
+}
+
 fn finished(run: &AnalysisRun) -> bool {
     run.status
         .as_ref()
@@ -178,7 +186,7 @@ fn start(
 ) {
     let control = RunControl::default();
     if run.spec.terminate == Some(true) {
-        control.terminate.cancel();
+        control.terminate_because(&terminate_reason(run));
     }
     let name = run.name_any();
     {

@@ -3,6 +3,10 @@
 //! loopback addresses), finishes their deletion (no kubelet confirms it
 //! otherwise), and marks pods unready on demand.
 //!
+//! A pod whose first container's image ends with `:crashloop` crash-loops instead: Running,
+//! never ready, its container waiting in `CrashLoopBackOff` after exiting with code 1 and the
+//! message `panic: missing DATABASE_URL`.
+//!
 //! Pods owned by a Job run to an end instead (nothing is executed): the last word of the first
 //! container's `command` followed by its `args` decides, as if it were the program run —
 //! `true` (`["true"]`, `["sh", "-c", "true"]`, `["/bin/true"]`) exits 0 and the pod Succeeded,
@@ -136,6 +140,24 @@ async fn tend(client: &Client, pods: &Api<Pod>, ns: &str, pod: &Pod, state: &Mut
     if !bound {
         bind(client, ns, &name, NODE).await;
     }
+    if crash_loops(pod) {
+        let waiting = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|c| !c.is_empty());
+        if !waiting {
+            let ip = format!("10.244.250.{}", state.lock().unwrap().ips.len() % 250 + 2);
+            let _ = pods
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&crash_loop_status(pod, &ip)),
+                )
+                .await;
+        }
+        return;
+    }
     if owned_by_job(pod) {
         let cutover = state.lock().unwrap().cutover.clone();
         match cutover.filter(|_| runs_cutover(pod)) {
@@ -207,6 +229,36 @@ pub fn running_status(ip: &str, started: Option<String>, ready: bool) -> serde_j
             { "type": "Ready", "status": status, "lastTransitionTime": now },
         ],
     }})
+}
+
+fn crash_loops(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.as_deref())
+        .is_some_and(|i| i.ends_with(":crashloop"))
+}
+
+/// A running pod whose container keeps exiting: unready, waiting in CrashLoopBackOff.
+fn crash_loop_status(pod: &Pod, ip: &str) -> serde_json::Value {
+    let mut patch = running_status(ip, None, false);
+    let now = jiff::Timestamp::now().to_string();
+    let container = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .map_or("app".to_string(), |c| c.name.clone());
+    patch["status"]["containerStatuses"] = json!([{
+        "name": container, "image": "stand-in", "imageID": "", "ready": false,
+        "restartCount": 4,
+        "state": { "waiting": { "reason": "CrashLoopBackOff",
+                                "message": "back-off 1m20s restarting failed container" } },
+        "lastState": { "terminated": {
+            "exitCode": 1, "reason": "Error", "message": "starting\npanic: missing DATABASE_URL\n",
+            "startedAt": now, "finishedAt": now,
+        }},
+    }]);
+    patch
 }
 
 fn owned_by_job(pod: &Pod) -> bool {

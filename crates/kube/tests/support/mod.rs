@@ -58,6 +58,17 @@ impl KubeEnv {
         Some(Self { dir, client })
     }
 
+    /// [`Self::start`], then deploy/install.yaml (without the controller) and namespace `ns`.
+    pub async fn installed(ns: &str) -> Option<Self> {
+        let env = Self::start().await?;
+        env.install().await;
+        env.apply(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns },
+        }))
+        .await;
+        Some(env)
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

@@ -159,6 +159,7 @@ impl Engine {
                 message: message.clone(),
                 created_at: now,
                 terminated: false,
+                revision: Some(req.revision),
             },
         )?;
         if let Ok((spec, machine)) = resolved {
@@ -199,7 +200,7 @@ impl Engine {
     }
 
     /// Cancels a run's runner (`TerminateAnalysis`, `cutover terminate analysisrun`).
-    pub(crate) fn terminate_analysis(&self, run: &str) {
+    pub(crate) fn terminate_analysis(&self, run: &str, reason: &str) {
         if let Some(c) = self
             .runners
             .running
@@ -207,7 +208,7 @@ impl Engine {
             .unwrap_or_else(PoisonError::into_inner)
             .get(run)
         {
-            c.terminate.cancel();
+            c.terminate_because(reason);
         }
     }
 

@@ -43,7 +43,12 @@ impl Engine {
         };
         for action in &plan.actions {
             match action {
-                Action::CreateRevision { hash, revision } => tx.insert_revision(
+                Action::CreateRevision {
+                    hash,
+                    revision,
+                    role,
+                    metadata,
+                } => tx.insert_revision(
                     &name,
                     &RevisionRow {
                         hash: hash.clone(),
@@ -51,9 +56,14 @@ impl Engine {
                         template: rollout.spec.template.clone(),
                         desired: 0,
                         deadline: None,
-                        role: None,
+                        role: role.map(role_name).map(str::to_string),
+                        created_revision: *revision,
+                        role_metadata: metadata.as_ref().map(metadata_json),
                     },
                 )?,
+                Action::SetRevisionNumber { hash, revision, .. } => {
+                    tx.set_revision_number(&name, hash, *revision)?
+                }
                 Action::ScaleRevision { hash, replicas, .. } => {
                     tx.set_desired(&name, hash, *replicas)?;
                     if let Some(mut spec) = spec_of(hash) {
@@ -71,12 +81,12 @@ impl Engine {
                 }
                 Action::SwitchService { service, to, .. } => tx.set_selector(service, to)?,
                 Action::StartAnalysis(req) => self.start_analysis(tx, rollout, req, now)?,
-                Action::TerminateAnalysis { name: run } => {
+                Action::TerminateAnalysis { name: run, reason } => {
                     if let Some(mut row) = tx.runs(&name)?.into_iter().find(|r| &r.name == run) {
                         row.terminated = true;
                         tx.put_run(&name, &row)?;
                     }
-                    self.terminate_analysis(run);
+                    self.terminate_analysis(run, &reason.to_string());
                 }
                 Action::DeleteAnalysisRun { name: run } => tx.delete_run(run)?,
                 Action::DeleteRevision { hash } => {
@@ -85,13 +95,18 @@ impl Engine {
                     }
                     tx.delete_revision(&name, hash)?;
                 }
-                Action::SetRevisionRole { hash, role } => tx.set_role(
+                // Processes have no labels: the role and its metadata are recorded (what
+                // `get rollout` shows), nothing else changes on one host.
+                Action::SetRevisionRole {
+                    hash,
+                    role,
+                    metadata,
+                    ..
+                } => tx.set_role(
                     &name,
                     hash,
-                    role.map(|r| match r {
-                        RevisionRole::Active => "Active",
-                        RevisionRole::Preview => "Preview",
-                    }),
+                    role.map(role_name),
+                    metadata.as_ref().map(metadata_json).as_deref(),
                 )?,
                 Action::RestartPods {
                     hash,
@@ -131,8 +146,22 @@ fn created_revision(plan: &Plan, hash: &str) -> i64 {
     plan.actions
         .iter()
         .find_map(|a| match a {
-            Action::CreateRevision { hash: h, revision } if h == hash => Some(*revision),
+            Action::CreateRevision {
+                hash: h, revision, ..
+            } if h == hash => Some(*revision),
             _ => None,
         })
         .unwrap_or(0)
+}
+
+fn role_name(role: RevisionRole) -> &'static str {
+    match role {
+        RevisionRole::Active => "Active",
+        RevisionRole::Preview => "Preview",
+    }
+}
+
+fn metadata_json(metadata: &cutover_core::api::PodTemplateMetadata) -> String {
+    // Plain maps of strings always serialize.
+    serde_json::to_string(metadata).unwrap_or_default()
 }

@@ -114,7 +114,7 @@ impl Engine {
             Ok(true)
         })?;
         if found {
-            self.terminate_analysis(run);
+            self.terminate_analysis(run, "terminated on request");
             self.wake();
         }
         Ok(found)

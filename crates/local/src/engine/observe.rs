@@ -45,9 +45,12 @@ impl Engine {
                 .service(service_name)
                 .map(|h| h.serving())
                 .unwrap_or_default();
+            let selector_hash = tx.selector(service_name)?;
             Ok(Some(ObservedService {
                 name: service_name.to_string(),
-                selector_hash: tx.selector(service_name)?,
+                // Only the daemon writes selectors on one host: what is stored is what it set.
+                recorded_selector: selector_hash.clone(),
+                selector_hash,
                 serving,
             }))
         };
@@ -87,6 +90,7 @@ fn observe_revision(
     ObservedRevision {
         hash: row.hash.clone(),
         revision: row.revision,
+        created_revision: row.created_revision,
         desired: row.desired,
         replicas: count(live.len()),
         ready: count(ready),
@@ -98,7 +102,44 @@ fn observe_revision(
             "Preview" => Some(RevisionRole::Preview),
             _ => None,
         }),
+        role_metadata: row
+            .role_metadata
+            .as_deref()
+            .and_then(|m| serde_json::from_str(m).ok()),
+        unavailable_reason: crash_loop(&live),
     }
+}
+
+/// A replica whose process keeps ending: how it ended, how often, and the last line it
+/// logged — what tells a crash loop from a slow start.
+fn crash_loop(live: &[&ReplicaStatus]) -> Option<String> {
+    let r = live
+        .iter()
+        .find(|r| matches!(r.phase, ReplicaPhase::CrashLoopBackOff { .. }))?;
+    let mut text = format!(
+        "replica {} is crash-looping: {} ({} restarts)",
+        r.index,
+        r.last_exit.as_deref().unwrap_or("ended"),
+        r.restarts
+    );
+    if let Some(line) = last_log_line(&r.log_path) {
+        text.push_str(&format!("; last log line: {line}"));
+    }
+    Some(text)
+}
+
+/// The last non-empty line of a log file, read from its end (logs can be large).
+fn last_log_line(path: &std::path::Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 4096;
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(TAIL))).ok()?;
+    let mut tail = Vec::new();
+    file.take(TAIL).read_to_end(&mut tail).ok()?;
+    let text = String::from_utf8_lossy(&tail);
+    let line = text.lines().rev().find(|l| !l.trim().is_empty())?;
+    Some(line.chars().take(300).collect())
 }
 
 /// Ready for at least `minReadySeconds`.
@@ -138,5 +179,6 @@ fn observe_run(run: &RunRow) -> Option<ObservedAnalysisRun> {
         message: run.message.clone(),
         created_at: run.created_at,
         terminated: run.terminated,
+        revision: run.revision,
     })
 }
