@@ -10,9 +10,11 @@
 //! holds the rules between phases, [`pg`] and [`sqlite`] execute, [`execute`] ties them.
 
 pub mod file;
+pub mod names;
 pub mod pg;
 pub mod plan;
 pub mod sqlite;
+pub mod sqltype;
 pub mod state;
 pub mod test_cluster;
 
@@ -28,7 +30,7 @@ pub use state::{Phase, Record, Refusal, RolloutFacts};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A migration file is invalid.
-    #[error("{path}:{line}:{column}: {message}")]
+    #[error("{path}:{line}:{column}: {message}{}", help_line(.help))]
     File {
         /// The file.
         path: String,
@@ -36,8 +38,10 @@ pub enum Error {
         line: usize,
         /// 1-based column.
         column: usize,
-        /// What is wrong.
+        /// The field and what is wrong with it.
         message: String,
+        /// What to do about it.
+        help: Option<String>,
     },
     /// A file or directory could not be read.
     #[error("{path}: {source}")]
@@ -107,6 +111,12 @@ pub enum Error {
     /// A stored state row could not be read.
     #[error("cutover_migrations holds an unreadable row: {0}")]
     State(String),
+}
+
+fn help_line(help: &Option<String>) -> String {
+    help.as_ref()
+        .map(|h| format!("\n  help: {h}"))
+        .unwrap_or_default()
 }
 
 /// How the executor behaves.

@@ -161,8 +161,11 @@ pub fn compile(m: &Migration, dialect: Dialect) -> Result<Plan, Error> {
     };
     // Rollback undoes expand in reverse order.
     let mut rollback_groups: Vec<Vec<Step>> = Vec::new();
-    for op in &m.spec.operations {
+    for (i, op) in m.spec.operations.iter().enumerate() {
         let mut rb = Vec::new();
+        if dialect == Dialect::Sqlite {
+            sqlite_types(m, i, op)?;
+        }
         match (op, dialect) {
             (Operation::AddColumn(a), _) => add_column(a, dialect, &mut plan, &mut rb, m)?,
             (Operation::RenameColumn(d) | Operation::ChangeType(d), Dialect::Postgres) => {
@@ -203,6 +206,30 @@ pub fn compile(m: &Migration, dialect: Dialect) -> Result<Plan, Error> {
     }
     plan.rollback = rollback_groups.into_iter().rev().flatten().collect();
     Ok(plan)
+}
+
+/// SQLite takes type names as they are, but has neither arrays nor schemas for types.
+fn sqlite_types(m: &Migration, i: usize, op: &Operation) -> Result<(), Error> {
+    let ty = match op {
+        Operation::AddColumn(a) => &a.sql_type,
+        Operation::RenameColumn(d) | Operation::ChangeType(d) => &d.sql_type,
+        _ => return Ok(()),
+    };
+    let why = if ty.is_array() {
+        "SQLite has no array types"
+    } else if ty.is_qualified() {
+        "SQLite has no schema-qualified type names"
+    } else {
+        return Ok(());
+    };
+    Err(m.error_at(
+        &crate::file::op_field(i, op, "type"),
+        format!("`{ty}`: {why}"),
+        Some(
+            "use one of SQLite's type names (integer, text, real, blob, numeric), or store the value as text (e.g. JSON)"
+                .into(),
+        ),
+    ))
 }
 
 fn not_online(m: &Migration, why: &str) -> Error {
@@ -473,7 +500,7 @@ fn add_constraint(c: &AddConstraint, plan: &mut Plan, rb: &mut Vec<Step>) {
             let on_delete = fk
                 .on_delete
                 .as_ref()
-                .map(|a| format!(" ON DELETE {a}"))
+                .map(|a| format!(" ON DELETE {}", a.as_sql()))
                 .unwrap_or_default();
             format!(
                 "FOREIGN KEY ({}) REFERENCES {} ({}){on_delete}",
