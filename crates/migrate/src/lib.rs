@@ -360,7 +360,7 @@ fn locate(m: &Migration, plan: &Plan, phase: PhaseKind, e: Error) -> Error {
                     "contract changed nothing (its validations run first, its changes in one transaction): fix the cause and run contract again"
                 }
                 PhaseKind::Rollback => {
-                    "run rollback again once the cause is fixed: each of its steps can run twice"
+                    "run rollback again once the cause is fixed: cutover's own steps can run twice (a raw_sql rollback should too)"
                 }
             };
             Error::Step {

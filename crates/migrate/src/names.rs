@@ -103,8 +103,9 @@ impl<'de> Deserialize<'de> for QualifiedName {
 
 /// A SQL fragment written by the migration's author (an expression, or `raw_sql`'s statements):
 /// non-empty, and free of the dollar-quote tag cutover wraps trigger bodies in, so it cannot
-/// end a trigger function early. Expressions are run inside statements cutover builds, one
-/// statement per round trip, so an expression cannot append a statement of its own.
+/// end a trigger function early. The statements cutover builds around an expression go one per
+/// round trip, so a stray `;` fails the phase instead of running a second statement; that is a
+/// guard against slips, not a sandbox (the author's SQL is trusted like the file).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SqlText(String);
 
