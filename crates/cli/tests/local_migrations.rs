@@ -1,7 +1,8 @@
 //! A Rollout's migrations on the single-host backend, with real processes, the real daemon and
 //! CLI and a real PostgreSQL: expand + backfill run before the new revision starts and contract
-//! becomes due after promotion; a failing migration stops the update before any traffic moves;
-//! abort rolls back what was expanded.
+//! becomes due after promotion; a failing migration stops the update before any traffic moves,
+//! and one that does not fit the schema never touches the running version's writes; abort rolls
+//! back what was expanded.
 
 mod e2e;
 mod pg;
@@ -177,6 +178,94 @@ fn a_failing_migration_stops_the_update_before_any_traffic_moves() {
     assert!(
         samples.iter().all(|s| s.version.as_deref() == Some("v1")),
         "a request was answered by another version than v1"
+    );
+}
+
+/// v1's writes straight to the database, until `stop`: (writes that succeeded, errors).
+fn spawn_v1_writer(
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(u64, Vec<String>)> {
+    std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            tokio::spawn(conn);
+            let (mut ok, mut errors) = (0u64, Vec::new());
+            let mut n: i64 = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                n += 1;
+                let name = format!("v1-{n}");
+                let result = if n % 2 == 0 {
+                    db.execute("INSERT INTO users (user_name) VALUES ($1)", &[&name])
+                        .await
+                } else {
+                    db.execute(
+                        "UPDATE users SET user_name = $1 WHERE id = $2",
+                        &[&name, &(n % 50 + 1)],
+                    )
+                    .await
+                };
+                match result {
+                    Ok(_) => ok += 1,
+                    Err(e) => errors.push(format!("{e:?}")),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (ok, errors)
+        })
+    })
+}
+
+#[test]
+fn an_expand_that_does_not_fit_the_schema_never_touches_the_running_apps_writes() {
+    let url = database("mig_nope", 50);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (manifest, _, _) = manifest("till", dir.path());
+    let d = Daemon::start_with_env(&manifest, &[("DATABASE_URL", &url)]);
+    d.wait_healthy_on("till", "demo:v1");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = spawn_v1_writer(url.clone(), stop.clone());
+
+    std::fs::write(
+        dir.path().join("001_rename.yaml"),
+        "description: renames a column v1 does not have\noperations:\n  - rename_column:\n      table: users\n      from: nope\n      to: full_name\n      type: varchar(255)\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    d.ok(&["set", "image", "till", "app=demo:v2"]);
+    let v = d.wait("till", "Degraded", |v| phase(v) == "Degraded");
+    let message = v["rollout"]["status"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains(
+            "001_rename.yaml:5:13: operations[0].rename_column.from: column `nope` does not exist"
+        ) && message.contains("help:"),
+        "{message}"
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, errors) = writer.join().unwrap_or_else(|_| panic!("writer panicked"));
+    assert!(ok > 20, "only {ok} writes");
+    assert!(errors.is_empty(), "v1's writes failed: {errors:?}");
+    assert_eq!(
+        one(
+            &url,
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'users'::regclass AND NOT tgisinternal"
+        ),
+        "0",
+        "no trigger installed"
+    );
+    assert_eq!(
+        one(
+            &url,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'full_name'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        live_replicas(&d.view("till"), 2),
+        0,
+        "the new revision never started"
     );
 }
 

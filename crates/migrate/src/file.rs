@@ -8,16 +8,19 @@
 //!                     up: user_name, down: full_name}
 //! ```
 //!
-//! Values are checked while they are read, so every error carries the `file:line:column` the
-//! YAML reader was at.
+//! Values are checked while they are read; every error carries the `file:line:column` of the
+//! field it is about (an index of the text's positions is kept with the migration, so later
+//! checks against the database can point at the field too), and a `help:` line.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Deserializer, Serialize};
+use cutover_manifest::{DocIndex, FieldPath, Pos, index_documents};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::Error;
+pub use crate::names::{Ident, OnDelete, QualifiedName, SqlText};
+pub use crate::sqltype::SqlType;
 
 /// One migration file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +33,8 @@ pub struct Migration {
     pub checksum: String,
     /// The file's content.
     pub spec: MigrationSpec,
+    /// Where each field is in the file, for errors found after parsing.
+    pub locations: DocIndex,
 }
 
 /// The content of a migration file.
@@ -75,9 +80,9 @@ pub struct AddColumn {
     pub table: QualifiedName,
     /// Column name.
     pub column: Ident,
-    /// SQL type, e.g. `text`, `varchar(255)`.
+    /// Column type, e.g. `text`, `varchar(255)`: parsed, never run as SQL.
     #[serde(rename = "type")]
-    pub sql_type: SqlText,
+    pub sql_type: SqlType,
     /// Whether NULL is allowed once the migration is contracted (default true).
     #[serde(default = "yes")]
     pub nullable: bool,
@@ -100,9 +105,9 @@ pub struct DualWrite {
     pub from: Ident,
     /// The column the new version reads and writes.
     pub to: Ident,
-    /// SQL type of `to`.
+    /// Type of `to`: parsed, never run as SQL.
     #[serde(rename = "type")]
-    pub sql_type: SqlText,
+    pub sql_type: SqlType,
     /// Expression computing `to` from the row (default: `from` itself).
     #[serde(default)]
     pub up: Option<SqlText>,
@@ -162,9 +167,9 @@ pub struct ForeignKey {
     pub references: QualifiedName,
     /// Referenced columns.
     pub referenced_columns: Vec<Ident>,
-    /// `ON DELETE` action, e.g. `cascade`.
+    /// `ON DELETE` action, e.g. `cascade`: a keyword from a fixed list.
     #[serde(default)]
-    pub on_delete: Option<SqlText>,
+    pub on_delete: Option<OnDelete>,
 }
 
 /// `raw_sql`: the author states what each phase does.
@@ -185,200 +190,141 @@ fn yes() -> bool {
     true
 }
 
-/// A SQL identifier: letters, digits and `_`, not starting with a digit, at most 63 bytes
-/// (PostgreSQL truncates longer names silently, which would make two names collide).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-pub struct Ident(String);
-
-impl Ident {
-    /// Checks a name.
-    pub fn new(text: &str) -> Result<Self, String> {
-        let mut chars = text.chars();
-        let first_ok = chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-        if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!(
-                "`{text}` is not a plain SQL identifier (letters, digits, `_`; not starting with a digit)"
-            ));
-        }
-        if text.len() > 63 {
-            return Err(format!("`{text}` is longer than 63 bytes"));
-        }
-        Ok(Self(text.to_owned()))
-    }
-
-    /// The name as written.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The name double-quoted for SQL.
-    pub fn quoted(&self) -> String {
-        format!("\"{}\"", self.0)
-    }
-}
-
-impl fmt::Display for Ident {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Ident {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Self::new(&text).map_err(serde::de::Error::custom)
-    }
-}
-
-/// A table name, optionally schema-qualified.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-pub struct QualifiedName {
-    /// The schema, when given.
-    pub schema: Option<Ident>,
-    /// The table.
-    pub name: Ident,
-}
-
-impl QualifiedName {
-    /// Quoted for SQL: `"schema"."table"`.
-    pub fn quoted(&self) -> String {
-        match &self.schema {
-            Some(s) => format!("{}.{}", s.quoted(), self.name.quoted()),
-            None => self.name.quoted(),
-        }
-    }
-}
-
-impl fmt::Display for QualifiedName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.schema {
-            Some(s) => write!(f, "{s}.{}", self.name),
-            None => write!(f, "{}", self.name),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for QualifiedName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        let parsed = match text.split_once('.') {
-            Some((schema, name)) => Ident::new(schema).and_then(|s| {
-                Ident::new(name).map(|n| Self {
-                    schema: Some(s),
-                    name: n,
-                })
-            }),
-            None => Ident::new(&text).map(|name| Self { schema: None, name }),
-        };
-        parsed.map_err(serde::de::Error::custom)
-    }
-}
-
-/// A SQL fragment (type, expression, statements): non-empty, and free of the dollar-quote tag
-/// cutover wraps trigger bodies in, so it cannot end a trigger function early.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct SqlText(String);
-
-impl SqlText {
-    /// The SQL as written, trimmed.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for SqlText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for SqlText {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // Numbers and booleans are SQL too (`default: 0`, `up: false`).
-        let value = serde_yaml_ng::Value::deserialize(d)?;
-        let text = match value {
-            serde_yaml_ng::Value::String(s) => s,
-            serde_yaml_ng::Value::Number(n) => n.to_string(),
-            serde_yaml_ng::Value::Bool(b) => b.to_string(),
-            _ => return Err(serde::de::Error::custom("expected SQL text")),
-        };
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(serde::de::Error::custom("empty SQL"));
-        }
-        if text.contains("$cutover$") {
-            return Err(serde::de::Error::custom(
-                "SQL must not contain `$cutover$` (cutover quotes trigger bodies with it)",
-            ));
-        }
-        Ok(Self(text.to_owned()))
-    }
-}
-
-impl From<&str> for SqlText {
-    fn from(text: &str) -> Self {
-        Self(text.to_owned())
-    }
-}
-
 /// Parses one migration file's text; `path` names it in errors.
 pub fn parse(path: &Path, text: &str) -> Result<Migration, Error> {
     let shown = path.display().to_string();
-    let spec: MigrationSpec = serde_yaml_ng::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map_or((1, 1), |l| (l.line().max(1), l.column().max(1)));
-        let text = e.to_string();
-        let message = text
-            .split_once(" at line ")
-            .map_or(text.as_str(), |(m, _)| m)
-            .to_owned();
-        Error::File {
-            path: shown.clone(),
-            line,
-            column,
-            message,
-        }
-    })?;
+    // serde reads the values; this index of the same text says where each one is.
+    let locations = index_documents(text)
+        .ok()
+        .and_then(|docs| docs.into_iter().next())
+        .unwrap_or_default();
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    let spec: MigrationSpec =
+        serde_path_to_error::deserialize(de).map_err(|e| serde_error(&shown, &locations, e))?;
     let name = path
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or_default()
         .to_owned();
-    let at = |needle: &str, message: String| {
-        let line = text
-            .lines()
-            .position(|l| l.contains(needle))
-            .map_or(1, |i| i + 1);
-        Error::File {
-            path: shown.clone(),
-            line,
-            column: 1,
-            message,
-        }
-    };
-    if spec.operations.is_empty() {
-        return Err(at("operations", "`operations` is empty".into()));
-    }
-    for op in &spec.operations {
-        check(op).map_err(|(needle, message)| at(needle, message))?;
-    }
     let checksum = Sha256::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    Ok(Migration {
+    let m = Migration {
         name,
         path: path.to_path_buf(),
         checksum,
         spec,
-    })
+        locations,
+    };
+    if m.spec.operations.is_empty() {
+        return Err(m.error_at(
+            &FieldPath::parse("operations"),
+            "the list is empty".into(),
+            Some("list at least one operation, e.g. `- add_column: {table: t, column: c, type: text}`".into()),
+        ));
+    }
+    for (i, op) in m.spec.operations.iter().enumerate() {
+        check(op).map_err(|(field, message, help)| {
+            m.error_at(&op_field(i, op, field), message, Some(help.into()))
+        })?;
+    }
+    Ok(m)
 }
 
-/// Rules across fields; the error names a key to find the line by.
-fn check(op: &Operation) -> Result<(), (&'static str, String)> {
+/// A serde error with the position of the field it is about.
+fn serde_error(
+    shown: &str,
+    locations: &DocIndex,
+    e: serde_path_to_error::Error<serde_yaml_ng::Error>,
+) -> Error {
+    let field = e.path().to_string();
+    let inner = e.into_inner();
+    let reader = inner
+        .location()
+        .map(|l| Pos::new(l.line().max(1), l.column().max(1)));
+    let text = inner.to_string();
+    let text = text
+        .split_once(" at line ")
+        .map_or(text.as_str(), |(m, _)| m);
+    // serde_yaml_ng starts with the path of the enclosing mapping; `field` is more exact.
+    let text = match text.split_once(": ") {
+        Some((head, rest)) if !head.contains(' ') && field.starts_with(head) => rest,
+        _ => text,
+    };
+    let (message, help) = match text.split_once("\n  help: ") {
+        Some((m, h)) => (m, Some(h.to_owned())),
+        None => (text, None),
+    };
+    let path = FieldPath::parse(&field);
+    let node = locations.node(&path);
+    // For an error raised while reading a scalar (a bad name or type), the reader points at
+    // the mapping that holds it; the index knows the value itself.
+    let pos = match (node, reader) {
+        (Some(n), Some(p)) if p < n.key.unwrap_or(n.value) => n.value,
+        (_, Some(p)) => p,
+        (Some(n), None) => n.value,
+        (None, None) => Pos::new(1, 1),
+    };
+    let message = if path.is_root() || field.contains('?') {
+        message.to_owned()
+    } else {
+        format!("{field}: {message}")
+    };
+    Error::File {
+        path: shown.to_owned(),
+        line: pos.line,
+        column: pos.column,
+        message,
+        help,
+    }
+}
+
+/// `operations[i].<kind>.<field>` (just the operation for an empty `field`).
+pub fn op_field(i: usize, op: &Operation, field: &str) -> FieldPath {
+    let path = FieldPath::root().key("operations").index(i).key(op.kind());
+    if field.is_empty() {
+        return path;
+    }
+    field
+        .split('.')
+        .fold(path, |p, k| match k.parse::<usize>() {
+            Ok(n) => p.index(n),
+            Err(_) => p.key(k),
+        })
+}
+
+impl Migration {
+    /// An error about the field at `field`, pointing at its value in the file.
+    pub fn error_at(&self, field: &FieldPath, message: String, help: Option<String>) -> Error {
+        let pos = self.locations.locate_value(field);
+        Error::File {
+            path: self.path.display().to_string(),
+            line: pos.line.max(1),
+            column: pos.column.max(1),
+            message: format!("{field}: {message}"),
+            help,
+        }
+    }
+}
+
+impl Operation {
+    /// The operation's key in the file (`add_column`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::AddColumn(_) => "add_column",
+            Self::RenameColumn(_) => "rename_column",
+            Self::ChangeType(_) => "change_type",
+            Self::DropColumn(_) => "drop_column",
+            Self::CreateIndex(_) => "create_index",
+            Self::AddConstraint(_) => "add_constraint",
+            Self::RawSql(_) => "raw_sql",
+        }
+    }
+}
+
+/// Rules across fields: the field (relative to the operation) to point at, what, and what to do.
+fn check(op: &Operation) -> Result<(), (&'static str, String, &'static str)> {
     match op {
         Operation::AddColumn(a) => {
             if !a.nullable && a.default.is_none() && a.up.is_none() {
@@ -388,6 +334,7 @@ fn check(op: &Operation) -> Result<(), (&'static str, String)> {
                         "NOT NULL column `{}` needs `default` or `up`: the old version inserts rows without it",
                         a.column
                     ),
+                    "add a constant `default`, or an `up` expression computing the value from the row",
                 ));
             }
             if let Some(d) = &a.default {
@@ -396,22 +343,28 @@ fn check(op: &Operation) -> Result<(), (&'static str, String)> {
                     return Err((
                         "default",
                         format!(
-                            "default `{d}` calls {f}…), which is volatile: adding it rewrites the whole table under an exclusive lock; add the column without a default and fill it with `up`"
+                            "default `{d}` calls {f}…), which is volatile: adding it rewrites the whole table under an exclusive lock"
                         ),
+                        "add the column without a default and fill it with `up`",
                     ));
                 }
             }
         }
         Operation::CreateIndex(i) if i.columns.is_empty() => {
-            return Err(("columns", format!("index `{}` has no columns", i.name)));
+            return Err((
+                "columns",
+                format!("index `{}` has no columns", i.name),
+                "name the indexed columns: `columns: [a, b]`",
+            ));
         }
         Operation::AddConstraint(c) if c.check.is_some() == c.foreign_key.is_some() => {
             return Err((
-                "add_constraint",
+                "",
                 format!(
                     "constraint `{}` needs exactly one of `check` and `foreign_key`",
                     c.name
                 ),
+                "write one constraint per add_constraint operation",
             ));
         }
         Operation::AddConstraint(AddConstraint {
@@ -420,10 +373,11 @@ fn check(op: &Operation) -> Result<(), (&'static str, String)> {
             ..
         }) if fk.columns.len() != fk.referenced_columns.len() || fk.columns.is_empty() => {
             return Err((
-                "columns",
+                "foreign_key.columns",
                 format!(
                     "foreign key `{name}`: `columns` and `referenced_columns` differ in length"
                 ),
+                "name one referenced column for each referencing column",
             ));
         }
         _ => {}
@@ -474,6 +428,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Migration>, Error> {
                 line: 1,
                 column: 1,
                 message: format!("two files are named `{}`", m.name),
+                help: Some("rename one of them (`.yaml` and `.yml` count as the same name)".into()),
             });
         }
         out.push(m);

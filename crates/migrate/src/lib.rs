@@ -10,9 +10,12 @@
 //! holds the rules between phases, [`pg`] and [`sqlite`] execute, [`execute`] ties them.
 
 pub mod file;
+pub mod names;
 pub mod pg;
 pub mod plan;
+pub mod precheck;
 pub mod sqlite;
+pub mod sqltype;
 pub mod state;
 pub mod test_cluster;
 
@@ -27,8 +30,9 @@ pub use state::{Phase, Record, Refusal, RolloutFacts};
 /// Everything that can go wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A migration file is invalid.
-    #[error("{path}:{line}:{column}: {message}")]
+    /// A migration file is invalid, or does not fit the database it is for (a table or column
+    /// it names does not exist, a name it would create is taken).
+    #[error("{path}:{line}:{column}: {message}{}", help_line(.help))]
     File {
         /// The file.
         path: String,
@@ -36,8 +40,10 @@ pub enum Error {
         line: usize,
         /// 1-based column.
         column: usize,
-        /// What is wrong.
+        /// The field and what is wrong with it.
         message: String,
+        /// What to do about it.
+        help: Option<String>,
     },
     /// A file or directory could not be read.
     #[error("{path}: {source}")]
@@ -89,12 +95,12 @@ pub enum Error {
         table: String,
     },
     /// PostgreSQL said no.
-    #[error("postgres: {context}: {source}")]
+    #[error("postgres: {context}: {}", db_text(.cause))]
     Postgres {
         /// What was being done.
         context: String,
-        /// The cause (its SQLSTATE and detail).
-        source: tokio_postgres::Error,
+        /// The cause (its SQLSTATE and detail). Not a `source`: the message already says it.
+        cause: tokio_postgres::Error,
     },
     /// SQLite said no.
     #[error("sqlite: {context}: {source}")]
@@ -104,9 +110,50 @@ pub enum Error {
         /// The cause.
         source: rusqlite::Error,
     },
+    /// A step of a phase failed; [`execute`] names the operation of the file it comes from
+    /// and what the failure left.
+    #[error("{location}: {cause}{}", help_line(.help))]
+    Step {
+        /// `file:line:column: operations[i].kind`, or the step's index until [`execute`] knows.
+        location: String,
+        /// Index of the step in its phase.
+        step: usize,
+        /// The cause (not a `source`: the message already says it).
+        cause: Box<Error>,
+        /// What the failure left, and what to do.
+        help: Option<String>,
+    },
+    /// Expand failed, and what it had applied could not all be undone.
+    #[error(
+        "{cause}\n  and undoing what expand had applied failed: {why}\n  help: fix the cause and run `cutover migrate expand` again (it completes what is there), then `cutover migrate rollback` to remove it"
+    )]
+    UndoFailed {
+        /// Why expand failed.
+        cause: Box<Error>,
+        /// Why the undo failed, or what could not be undone.
+        why: String,
+    },
     /// A stored state row could not be read.
     #[error("cutover_migrations holds an unreadable row: {0}")]
     State(String),
+}
+
+/// PostgreSQL's message and detail (the driver's own text says only "db error").
+fn db_text(e: &tokio_postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        return e.to_string();
+    };
+    let mut text = db.message().to_owned();
+    for extra in [db.detail(), db.hint()].into_iter().flatten() {
+        text.push_str(&format!(" ({extra})"));
+    }
+    text
+}
+
+fn help_line(help: &Option<String>) -> String {
+    help.as_ref()
+        .map(|h| format!("\n  help: {h}"))
+        .unwrap_or_default()
 }
 
 /// How the executor behaves.
@@ -179,6 +226,10 @@ pub struct PhaseRun<'a> {
     pub forced: Option<&'a state::Forced>,
     /// The previous run's backfill checkpoint.
     pub resume: Option<state::Checkpoint>,
+    /// The operation each step comes from (see [`Plan::origin`]).
+    pub origin: &'a [usize],
+    /// Expand only: per operation, the steps undoing it, for a failure part-way.
+    pub undo: &'a [Vec<Step>],
 }
 
 /// A database cutover can migrate.
@@ -188,6 +239,8 @@ pub trait Backend {
     fn dialect(&self) -> Dialect;
     /// Every stored record (creating the state table when missing).
     async fn records(&mut self) -> Result<Vec<Record>, Error>;
+    /// What the database holds of the names a migration uses, for the check before expand.
+    async fn catalog(&mut self, wanted: &precheck::Wanted) -> Result<precheck::Catalog, Error>;
     /// Applies one phase and records its outcome.
     async fn apply(&mut self, run: PhaseRun<'_>, options: &Options) -> Result<Report, Error>;
 }
@@ -259,6 +312,98 @@ pub fn target<'a>(
     })
 }
 
+/// The check before expand: refuses, with the file location of the field at fault, a
+/// migration that does not fit the database (see [`precheck`]). Touches nothing.
+pub async fn precheck_expand<B: Backend>(
+    backend: &mut B,
+    m: &Migration,
+    records: &[Record],
+) -> Result<(), Error> {
+    let catalog = backend.catalog(&precheck::wanted(m)).await?;
+    // A record still marked running: an expand of this migration was cut short, and what it
+    // created may be there already.
+    let resuming = records
+        .iter()
+        .any(|r| r.name == m.name && r.running.as_deref() == Some("expand"));
+    precheck::check(m, &catalog, resuming)
+}
+
+/// Points a failed step at the operation of the file it comes from; a failed check at the
+/// expression it checked, as an error of the file.
+fn locate(m: &Migration, plan: &Plan, phase: PhaseKind, e: Error) -> Error {
+    match e {
+        Error::Step { step, cause, .. } => {
+            if let Some(Step::Check { field, .. }) = plan.steps(phase).get(step) {
+                return m.error_at(
+                    &cutover_manifest::FieldPath::parse(field),
+                    format!("the expression fails: {}", database_message(&cause)),
+                    Some("write an expression over the table's columns (as in `UPDATE table SET column = (expression)`), of the column's type".into()),
+                );
+            }
+            let op = plan.origin(phase).get(step).copied();
+            let location = match op.and_then(|i| m.spec.operations.get(i).map(|o| (i, o))) {
+                Some((i, o)) => {
+                    let field = file::op_field(i, o, "");
+                    let pos = m.locations.locate(&field);
+                    format!("{}:{}:{}: {field}", m.path.display(), pos.line, pos.column)
+                }
+                None => format!("{}: step {step}", m.path.display()),
+            };
+            let help = match phase {
+                PhaseKind::Expand => {
+                    "nothing of this expand is left in the database: fix the operation (or the data it needs) and run expand again"
+                }
+                PhaseKind::Backfill => {
+                    "the backfill resumes from its last committed batch: fix the cause and run backfill again, or roll back"
+                }
+                PhaseKind::Contract => {
+                    "contract changed nothing (its validations run first, its changes in one transaction): fix the cause and run contract again"
+                }
+                PhaseKind::Rollback => {
+                    "run rollback again once the cause is fixed: cutover's own steps can run twice (a raw_sql rollback should too)"
+                }
+            };
+            Error::Step {
+                location,
+                step,
+                cause,
+                help: Some(help.into()),
+            }
+        }
+        Error::UndoFailed { cause, why } => {
+            // Its own help says what to do; the step's would claim nothing is left.
+            let cause = match locate(m, plan, phase, *cause) {
+                Error::Step {
+                    location,
+                    step,
+                    cause,
+                    ..
+                } => Error::Step {
+                    location,
+                    step,
+                    cause,
+                    help: None,
+                },
+                e => e,
+            };
+            Error::UndoFailed {
+                cause: Box::new(cause),
+                why,
+            }
+        }
+        e => e,
+    }
+}
+
+/// PostgreSQL's (or SQLite's) own words, without the statement cutover labelled it with.
+fn database_message(e: &Error) -> String {
+    match e {
+        Error::Postgres { cause, .. } => db_text(cause),
+        Error::Sqlite { source, .. } => source.to_string(),
+        e => e.to_string(),
+    }
+}
+
 /// Runs one command: checks the rules, then applies the phase.
 pub async fn execute<B: Backend>(
     backend: &mut B,
@@ -324,6 +469,14 @@ pub async fn execute<B: Backend>(
     let resume = record
         .filter(|_| req.command == PhaseKind::Backfill)
         .and_then(|r| r.checkpoint.clone());
+    if req.command == PhaseKind::Expand {
+        precheck_expand(backend, m, &records).await?;
+    }
+    let undo: &[Vec<Step>] = if req.command == PhaseKind::Expand {
+        &plan.undo
+    } else {
+        &[]
+    };
     let report = backend
         .apply(
             PhaseRun {
@@ -333,10 +486,13 @@ pub async fn execute<B: Backend>(
                 next,
                 forced: forced.as_ref(),
                 resume,
+                origin: plan.origin(req.command),
+                undo,
             },
             options,
         )
-        .await?;
+        .await
+        .map_err(|e| locate(m, &plan, req.command, e))?;
     Ok(Outcome {
         report,
         ..done(forced)

@@ -7,16 +7,19 @@
 //! by itself when the session dies, so a crash never leaves a stale lock behind.
 
 mod backfill;
+mod catalog;
+mod exec;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
-use crate::plan::{Dialect, PhaseKind, Step};
+use crate::plan::{Dialect, PhaseKind};
+use crate::precheck::{Catalog, Wanted};
 use crate::state::{Checkpoint, Forced, Phase, Record};
-use crate::{Backend, Error, Options, PhaseRun, Report, StepTiming};
+use crate::{Backend, Error, Options, PhaseRun, Report};
 
 /// The state table, created on first use.
 pub const STATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS cutover_migrations (
@@ -48,11 +51,11 @@ pub struct Postgres {
 
 pub(crate) fn pg_err(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
     let context = context.into();
-    move |source| Error::Postgres { context, source }
+    move |cause| Error::Postgres { context, cause }
 }
 
 fn is_lock_timeout(e: &Error) -> bool {
-    matches!(e, Error::Postgres { source, .. } if source.code() == Some(&SqlState::LOCK_NOT_AVAILABLE))
+    matches!(e, Error::Postgres { cause, .. } if cause.code() == Some(&SqlState::LOCK_NOT_AVAILABLE))
 }
 
 /// Backoff before retry `attempt` (1-based): 100 ms doubling to 5 s, plus up to 50 % jitter so
@@ -132,113 +135,6 @@ impl Postgres {
             .map_err(pg_err("creating cutover_migrations"))
     }
 
-    /// Runs `stmts` (and the phase update) in one transaction, retrying on lock timeouts.
-    async fn group(
-        &mut self,
-        stmts: &[&str],
-        finish: Option<&PhaseRun<'_>>,
-        options: &Options,
-    ) -> Result<StepTiming, Error> {
-        let mut attempt = 1;
-        loop {
-            let start = Instant::now();
-            match self.try_group(stmts, finish).await {
-                Ok(()) => {
-                    let mut label = stmts.first().map_or("record phase".into(), |s| label(s));
-                    if stmts.len() > 1 {
-                        label.push_str(&format!(" (+{} more)", stmts.len() - 1));
-                    }
-                    return Ok(StepTiming {
-                        label,
-                        millis: start.elapsed().as_secs_f64() * 1000.0,
-                        attempts: attempt,
-                    });
-                }
-                Err(e) if is_lock_timeout(&e) && attempt < options.lock_attempts => {
-                    let wait = backoff(attempt);
-                    eprintln!(
-                        "lock not available ({} ms lock_timeout), attempt {attempt}/{}: retrying in {} ms",
-                        options.lock_timeout.as_millis(),
-                        options.lock_attempts,
-                        wait.as_millis()
-                    );
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(e) if is_lock_timeout(&e) => {
-                    return Err(Error::LockTimeout {
-                        attempts: attempt,
-                        step: stmts.first().map_or(String::new(), |s| label(s)),
-                    });
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    async fn try_group(
-        &mut self,
-        stmts: &[&str],
-        finish: Option<&PhaseRun<'_>>,
-    ) -> Result<(), Error> {
-        let tx = self.client.transaction().await.map_err(pg_err("BEGIN"))?;
-        for sql in stmts {
-            tx.batch_execute(sql).await.map_err(pg_err(label(sql)))?;
-        }
-        if let Some(run) = finish {
-            record_phase(&tx, run).await?;
-        }
-        tx.commit().await.map_err(pg_err("COMMIT"))
-    }
-
-    /// A statement that cannot run in a transaction, retried on lock timeouts. An index left
-    /// INVALID by an interrupted build is dropped first: `IF NOT EXISTS` would keep it.
-    async fn concurrent(
-        &mut self,
-        sql: &str,
-        index: Option<&str>,
-        options: &Options,
-    ) -> Result<StepTiming, Error> {
-        const INVALID: &str = "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = $1 AND NOT i.indisvalid";
-        let mut attempt = 1;
-        loop {
-            if let Some(index) = index {
-                let rows = self
-                    .client
-                    .query(INVALID, &[&index])
-                    .await
-                    .map_err(pg_err("looking for an invalid index"))?;
-                for row in rows {
-                    let name: String = row.get(0);
-                    self.client
-                        .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
-                        .await
-                        .map_err(pg_err("dropping an invalid index"))?;
-                }
-            }
-            let start = Instant::now();
-            let result = self
-                .client
-                .batch_execute(sql)
-                .await
-                .map_err(pg_err(label(sql)));
-            match result {
-                Ok(()) => {
-                    return Ok(StepTiming {
-                        label: label(sql),
-                        millis: start.elapsed().as_secs_f64() * 1000.0,
-                        attempts: attempt,
-                    });
-                }
-                Err(e) if is_lock_timeout(&e) && attempt < options.lock_attempts => {
-                    tokio::time::sleep(backoff(attempt)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
     async fn mark_running(&mut self, run: &PhaseRun<'_>) -> Result<(), Error> {
         self.client
             .execute(
@@ -316,6 +212,7 @@ struct Row {
     rolled_back_at: Option<String>,
     rows_backfilled: i64,
     checkpoint: Option<Checkpoint>,
+    running: Option<String>,
     forced_by: Option<String>,
     forced_reason: Option<String>,
     forced_gate: Option<String>,
@@ -346,6 +243,7 @@ impl Row {
                 reason: self.forced_reason.unwrap_or_default(),
                 gate: self.forced_gate.unwrap_or_default(),
             }),
+            running: self.running,
             name: self.name,
             checksum: self.checksum,
         })
@@ -382,69 +280,38 @@ impl Backend for Postgres {
             .collect()
     }
 
+    async fn catalog(&mut self, wanted: &Wanted) -> Result<Catalog, Error> {
+        self.lock().await?;
+        catalog::read(&self.client, wanted).await
+    }
+
     async fn apply(&mut self, run: PhaseRun<'_>, options: &Options) -> Result<Report, Error> {
         self.lock().await?;
         self.mark_running(&run).await?;
         let mut report = Report::default();
-        let steps = run.steps;
-        let mut i = 0;
-        let resume_step = run.resume.as_ref().map_or(0, |c| c.step);
-        while i < steps.len() {
-            match &steps[i] {
-                Step::Ddl { .. } => {
-                    // Consecutive DDL shares one transaction; the last group also records
-                    // the phase, so a crash leaves either all of it or none.
-                    let start = i;
-                    while i < steps.len() && matches!(steps[i], Step::Ddl { .. }) {
-                        i += 1;
-                    }
-                    let stmts: Vec<&str> = steps[start..i]
-                        .iter()
-                        .filter_map(|s| match s {
-                            Step::Ddl { sql } => Some(sql.as_str()),
-                            _ => None,
-                        })
-                        .collect();
-                    let finish = (i == steps.len()).then_some(&run);
-                    report
-                        .steps
-                        .push(self.group(&stmts, finish, options).await?);
-                    if i == steps.len() {
-                        return Ok(report);
-                    }
-                    continue;
+        let mut applied = 0;
+        match self
+            .run_phase(&run, options, &mut report, &mut applied)
+            .await
+        {
+            Ok(()) => Ok(report),
+            Err((step, e)) => {
+                // Said well enough by themselves: which statement waited, or that a Ctrl-C
+                // stopped the backfill. Anything else is pointed at its operation.
+                let failed = match e {
+                    e @ (Error::Interrupted { .. } | Error::LockTimeout { .. }) => e,
+                    e => Error::Step {
+                        location: format!("step {step}"),
+                        step,
+                        cause: Box::new(e),
+                        help: None,
+                    },
+                };
+                if run.phase != PhaseKind::Expand {
+                    return Err(failed);
                 }
-                Step::Validate { sql } => {
-                    report.steps.push(self.group(&[sql], None, options).await?);
-                }
-                Step::Concurrent { sql, index } => {
-                    report
-                        .steps
-                        .push(self.concurrent(sql, index.as_deref(), options).await?);
-                }
-                Step::Backfill {
-                    table,
-                    column,
-                    expr,
-                } if i >= resume_step => {
-                    let resume = run.resume.as_ref().filter(|c| c.step == i);
-                    let target = backfill::Target {
-                        migration: &run.migration.name,
-                        step: i,
-                        table,
-                        column,
-                        expr,
-                    };
-                    backfill::run(&self.client, &target, resume, options, &mut report).await?;
-                }
-                Step::Backfill { .. } => {}
+                Err(self.undo_expand(&run, applied, step, failed, options).await)
             }
-            i += 1;
         }
-        let timing = self.group(&[], Some(&run), options).await?;
-        if run.phase != PhaseKind::Backfill || report.steps.is_empty() {
-            report.steps.push(timing);
-        }
-        Ok(report)
     }
 }

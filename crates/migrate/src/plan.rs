@@ -50,7 +50,8 @@ impl fmt::Display for PhaseKind {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Step {
     /// Lock-taking DDL. Consecutive `ddl` steps share one transaction under `lock_timeout`,
-    /// retried whole on a lock timeout, so a phase is applied entirely or not at all.
+    /// retried whole on a lock timeout, so a phase is applied entirely or not at all. Each is
+    /// one statement, sent alone, so an expression inside it cannot add a statement.
     Ddl {
         /// The statement.
         sql: String,
@@ -69,6 +70,23 @@ pub enum Step {
         /// The index it builds, if any.
         index: Option<String>,
     },
+    /// A statement that is prepared (parsed and analysed against the schema) but never run, in
+    /// the transaction of the DDL before it: an expression that names a missing column or
+    /// function, or gives a value of the wrong type, fails expand before its trigger is
+    /// committed, where it would fail every write of the running version. `field` is where the
+    /// expression is in the file (`operations[1].add_column.up`).
+    Check {
+        /// The statement.
+        sql: String,
+        /// The field of the migration file it checks.
+        field: String,
+    },
+    /// Statements written by the migration's author (`raw_sql`), run as a script (several
+    /// statements allowed), in the transaction of the DDL around them.
+    Script {
+        /// The statements.
+        sql: String,
+    },
     /// Fill `column` with `expr` for every row where it is NULL, in primary-key batches.
     Backfill {
         /// The table.
@@ -78,6 +96,20 @@ pub enum Step {
         /// SQL expression over the row.
         expr: String,
     },
+}
+
+impl Step {
+    /// The statement (the expression, for a backfill).
+    pub fn sql(&self) -> &str {
+        match self {
+            Self::Ddl { sql }
+            | Self::Validate { sql }
+            | Self::Concurrent { sql, .. }
+            | Self::Check { sql, .. }
+            | Self::Script { sql } => sql,
+            Self::Backfill { expr, .. } => expr,
+        }
+    }
 }
 
 /// What a migration does in each phase.
@@ -95,6 +127,22 @@ pub struct Plan {
     pub contract: Vec<Step>,
     /// Steps undoing expand.
     pub rollback: Vec<Step>,
+    /// The operation (index in the file) each step of each phase comes from.
+    #[serde(skip)]
+    pub origin: Origins,
+    /// Per operation, the steps undoing its expand: rollback runs them all (last operation
+    /// first); a failed expand runs those of the operations it had applied.
+    #[serde(skip)]
+    pub undo: Vec<Vec<Step>>,
+}
+
+/// For each step of each phase of a [`Plan`], the operation it comes from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origins {
+    expand: Vec<usize>,
+    backfill: Vec<usize>,
+    contract: Vec<usize>,
+    rollback: Vec<usize>,
 }
 
 impl Plan {
@@ -106,6 +154,40 @@ impl Plan {
             PhaseKind::Contract => &self.contract,
             PhaseKind::Rollback => &self.rollback,
         }
+    }
+
+    /// The operation each step of `phase` comes from.
+    pub fn origin(&self, phase: PhaseKind) -> &[usize] {
+        match phase {
+            PhaseKind::Expand => &self.origin.expand,
+            PhaseKind::Backfill => &self.origin.backfill,
+            PhaseKind::Contract => &self.origin.contract,
+            PhaseKind::Rollback => &self.origin.rollback,
+        }
+    }
+
+    fn empty(name: &str, dialect: Dialect) -> Self {
+        Self {
+            name: name.to_owned(),
+            dialect,
+            expand: Vec::new(),
+            backfill: Vec::new(),
+            contract: Vec::new(),
+            rollback: Vec::new(),
+            origin: Origins::default(),
+            undo: Vec::new(),
+        }
+    }
+
+    /// Appends the steps one operation compiled to, noting where they come from.
+    fn append(&mut self, op: usize, part: Self) {
+        let tag = |steps: &[Step]| vec![op; steps.len()];
+        self.origin.expand.extend(tag(&part.expand));
+        self.origin.backfill.extend(tag(&part.backfill));
+        self.origin.contract.extend(tag(&part.contract));
+        self.expand.extend(part.expand);
+        self.backfill.extend(part.backfill);
+        self.contract.extend(part.contract);
     }
 }
 
@@ -125,7 +207,10 @@ impl fmt::Display for Plan {
             }
             for step in steps {
                 match step {
-                    Step::Ddl { sql } => writeln!(f, "{sql};")?,
+                    Step::Ddl { sql } | Step::Script { sql } => writeln!(f, "{sql};")?,
+                    Step::Check { sql, .. } => {
+                        writeln!(f, "-- checked before commit (prepared, never run)\n{sql};")?;
+                    }
                     Step::Validate { sql } => writeln!(f, "-- own transaction\n{sql};")?,
                     Step::Concurrent { sql, .. } => {
                         writeln!(f, "-- outside a transaction\n{sql};")?;
@@ -151,58 +236,135 @@ impl fmt::Display for Plan {
 /// Compiles a migration for a dialect. SQLite refuses what it cannot do without blocking or
 /// rebuilding the table, naming the operation.
 pub fn compile(m: &Migration, dialect: Dialect) -> Result<Plan, Error> {
-    let mut plan = Plan {
-        name: m.name.clone(),
-        dialect,
-        expand: Vec::new(),
-        backfill: Vec::new(),
-        contract: Vec::new(),
-        rollback: Vec::new(),
-    };
-    // Rollback undoes expand in reverse order.
-    let mut rollback_groups: Vec<Vec<Step>> = Vec::new();
-    for op in &m.spec.operations {
+    let mut plan = Plan::empty(&m.name, dialect);
+    for (i, op) in m.spec.operations.iter().enumerate() {
+        let mut part = Plan::empty(&m.name, dialect);
         let mut rb = Vec::new();
-        match (op, dialect) {
-            (Operation::AddColumn(a), _) => add_column(a, dialect, &mut plan, &mut rb, m)?,
-            (Operation::RenameColumn(d) | Operation::ChangeType(d), Dialect::Postgres) => {
-                dual_write_pg(d, &mut plan, &mut rb);
+        compile_op(m, i, op, &mut part, &mut rb)?;
+        plan.append(i, part);
+        plan.undo.push(rb);
+    }
+    // Rollback undoes expand in reverse order.
+    for (i, rb) in plan.undo.iter().enumerate().rev() {
+        plan.rollback.extend(rb.iter().cloned());
+        plan.origin.rollback.extend(vec![i; rb.len()]);
+    }
+    // Every VALIDATE of contract first: they only scan (and only mark constraints valid), so
+    // one that fails leaves contract wholly undone instead of after another operation's drops.
+    let (validate, rest): (Vec<_>, Vec<_>) = plan
+        .contract
+        .drain(..)
+        .zip(plan.origin.contract.drain(..))
+        .partition(|(s, _)| matches!(s, Step::Validate { .. }));
+    (plan.contract, plan.origin.contract) = validate.into_iter().chain(rest).unzip();
+    Ok(plan)
+}
+
+fn compile_op(
+    m: &Migration,
+    i: usize,
+    op: &Operation,
+    plan: &mut Plan,
+    rb: &mut Vec<Step>,
+) -> Result<(), Error> {
+    let dialect = plan.dialect;
+    if dialect == Dialect::Sqlite {
+        sqlite_types(m, i, op)?;
+    }
+    match (op, dialect) {
+        (Operation::AddColumn(a), _) => add_column(a, i, plan, rb, m)?,
+        (Operation::RenameColumn(d) | Operation::ChangeType(d), _) => {
+            match dialect {
+                Dialect::Postgres => dual_write_pg(d, plan, rb),
+                Dialect::Sqlite => crate::sqlite::dual_write(d, plan, rb),
             }
-            (Operation::RenameColumn(d) | Operation::ChangeType(d), Dialect::Sqlite) => {
-                crate::sqlite::dual_write(d, &mut plan, &mut rb);
+            checks_dual_write(d, i, op, plan);
+        }
+        (Operation::DropColumn(d), _) => plan.contract.push(ddl(format!(
+            "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+            d.table.quoted(),
+            d.column.quoted()
+        ))),
+        (Operation::CreateIndex(c), _) => create_index(c, dialect, plan, rb),
+        (Operation::AddConstraint(c), Dialect::Postgres) => add_constraint(c, plan, rb),
+        (Operation::AddConstraint(c), Dialect::Sqlite) => {
+            return Err(not_online(
+                m,
+                &format!(
+                    "add_constraint `{}`: SQLite can only add a constraint by rebuilding the table, which blocks every writer",
+                    c.name
+                ),
+            ));
+        }
+        (Operation::RawSql(r), _) => {
+            plan.expand.push(Step::Script {
+                sql: r.expand.to_string(),
+            });
+            if let Some(c) = &r.contract {
+                plan.contract.push(Step::Script { sql: c.to_string() });
             }
-            (Operation::DropColumn(d), _) => plan.contract.push(ddl(format!(
-                "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
-                d.table.quoted(),
-                d.column.quoted()
-            ))),
-            (Operation::CreateIndex(i), _) => create_index(i, dialect, &mut plan, &mut rb),
-            (Operation::AddConstraint(c), Dialect::Postgres) => {
-                add_constraint(c, &mut plan, &mut rb)
-            }
-            (Operation::AddConstraint(c), Dialect::Sqlite) => {
-                return Err(not_online(
-                    m,
-                    &format!(
-                        "add_constraint `{}`: SQLite can only add a constraint by rebuilding the table, which blocks every writer",
-                        c.name
-                    ),
-                ));
-            }
-            (Operation::RawSql(r), _) => {
-                plan.expand.push(ddl(r.expand.to_string()));
-                if let Some(c) = &r.contract {
-                    plan.contract.push(ddl(c.to_string()));
-                }
-                if let Some(b) = &r.rollback {
-                    rb.push(ddl(b.to_string()));
-                }
+            if let Some(b) = &r.rollback {
+                rb.push(Step::Script { sql: b.to_string() });
             }
         }
-        rollback_groups.push(rb);
     }
-    plan.rollback = rollback_groups.into_iter().rev().flatten().collect();
-    Ok(plan)
+    Ok(())
+}
+
+/// SQLite takes type names as they are, but has neither arrays nor schemas for types.
+fn sqlite_types(m: &Migration, i: usize, op: &Operation) -> Result<(), Error> {
+    let ty = match op {
+        Operation::AddColumn(a) => &a.sql_type,
+        Operation::RenameColumn(d) | Operation::ChangeType(d) => &d.sql_type,
+        _ => return Ok(()),
+    };
+    let why = if ty.is_array() {
+        "SQLite has no array types"
+    } else if ty.is_qualified() {
+        "SQLite has no schema-qualified type names"
+    } else {
+        return Ok(());
+    };
+    Err(m.error_at(
+        &crate::file::op_field(i, op, "type"),
+        format!("`{ty}`: {why}"),
+        Some(
+            "use one of SQLite's type names (integer, text, real, blob, numeric), or store the value as text (e.g. JSON)"
+                .into(),
+        ),
+    ))
+}
+
+/// The expressions of a dual write, checked in expand's transaction: `up` must compute the new
+/// column and `down` the old one, over the table's row, as the trigger and backfill use them.
+fn checks_dual_write(d: &DualWrite, i: usize, op: &Operation, plan: &mut Plan) {
+    let table = d.table.quoted();
+    let (up, up_field) =
+        d.up.as_ref()
+            .map_or((d.from.quoted(), "from"), |u| (u.to_string(), "up"));
+    let (down, down_field) = d
+        .down
+        .as_ref()
+        .map_or((d.to.quoted(), "to"), |u| (u.to_string(), "down"));
+    plan.expand.push(check(
+        format!("UPDATE {table} SET {} = ({up})", d.to.quoted()),
+        i,
+        op,
+        up_field,
+    ));
+    plan.expand.push(check(
+        format!("UPDATE {table} SET {} = ({down})", d.from.quoted()),
+        i,
+        op,
+        down_field,
+    ));
+}
+
+fn check(sql: String, i: usize, op: &Operation, field: &str) -> Step {
+    Step::Check {
+        sql,
+        field: crate::file::op_field(i, op, field).to_string(),
+    }
 }
 
 fn not_online(m: &Migration, why: &str) -> Error {
@@ -257,11 +419,12 @@ const UNLESS_BACKFILLING: &str =
 
 fn add_column(
     a: &AddColumn,
-    dialect: Dialect,
+    i: usize,
     plan: &mut Plan,
     rb: &mut Vec<Step>,
     m: &Migration,
 ) -> Result<(), Error> {
+    let dialect = plan.dialect;
     let table = a.table.quoted();
     let col = a.column.quoted();
     let default = a
@@ -300,6 +463,14 @@ fn add_column(
         }
     )));
     let Some(up) = &a.up else { return Ok(()) };
+    // `up` fills the column in the trigger and the backfill: checked like the backfill uses it.
+    let op = &m.spec.operations[i];
+    plan.expand.push(check(
+        format!("UPDATE {table} SET {col} = ({up}) WHERE {col} IS NULL"),
+        i,
+        op,
+        "up",
+    ));
     if dialect == Dialect::Sqlite {
         crate::sqlite::fill_on_insert(a, up.as_str(), plan, rb);
         return Ok(());
@@ -325,20 +496,23 @@ fn add_column(
     });
     let drop_trigger = drop_trigger_steps(&a.table, &trigger);
     if !a.nullable && a.default.is_none() {
-        let check = Ident::new(&format!("{}_not_null", trigger.as_str()))
+        let not_null = Ident::new(&format!("{}_not_null", trigger.as_str()))
             .unwrap_or_else(|_| trigger.clone());
         plan.expand.push(ddl(format!(
             "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}",
-            check.quoted()
+            not_null.quoted()
         )));
         plan.expand.push(ddl(format!(
             "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({col} IS NOT NULL) NOT VALID",
-            check.quoted()
+            not_null.quoted()
         )));
         // VALIDATE scans under SHARE UPDATE EXCLUSIVE (writers go on); SET NOT NULL then
         // skips its own scan because a validated CHECK proves it.
         plan.contract.push(Step::Validate {
-            sql: format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", check.quoted()),
+            sql: format!(
+                "ALTER TABLE {table} VALIDATE CONSTRAINT {}",
+                not_null.quoted()
+            ),
         });
         plan.contract.extend(drop_trigger);
         plan.contract.push(ddl(format!(
@@ -346,7 +520,7 @@ fn add_column(
         )));
         plan.contract.push(ddl(format!(
             "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}",
-            check.quoted()
+            not_null.quoted()
         )));
     } else {
         plan.contract.extend(drop_trigger);
@@ -473,7 +647,7 @@ fn add_constraint(c: &AddConstraint, plan: &mut Plan, rb: &mut Vec<Step>) {
             let on_delete = fk
                 .on_delete
                 .as_ref()
-                .map(|a| format!(" ON DELETE {a}"))
+                .map(|a| format!(" ON DELETE {}", a.as_sql()))
                 .unwrap_or_default();
             format!(
                 "FOREIGN KEY ({}) REFERENCES {} ({}){on_delete}",

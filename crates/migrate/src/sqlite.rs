@@ -7,10 +7,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::file::{AddColumn, DualWrite};
 use crate::plan::{Dialect, Plan, Step, ddl, trigger_name};
+use crate::precheck::{Catalog, Table, Wanted};
 use crate::state::{Checkpoint, Forced, Phase, Record};
 use crate::{Backend, Error, Options, PhaseRun, Report, StepTiming};
 
@@ -129,21 +130,28 @@ impl Sqlite {
         &self.conn
     }
 
+    /// Runs the steps at `indexes` (and the phase update) in one write transaction, retried
+    /// while another writer holds the lock. Generated statements go through `execute`, which
+    /// takes one statement; a `raw_sql` script as written; a check is only prepared.
     fn group(
         &mut self,
-        stmts: &[&str],
+        steps: &[Step],
+        indexes: &[usize],
         finish: Option<&PhaseRun<'_>>,
         options: &Options,
-    ) -> Result<StepTiming, Error> {
+    ) -> Result<StepTiming, (usize, Error)> {
         let start = Instant::now();
         let mut attempt = 1;
         loop {
-            match self.try_group(stmts, finish) {
+            match self.try_group(steps, indexes, finish) {
                 Ok(()) => break,
-                Err(Error::Sqlite {
-                    source: rusqlite::Error::SqliteFailure(f, _),
-                    ..
-                }) if f.code == rusqlite::ErrorCode::DatabaseBusy
+                Err((
+                    _,
+                    Error::Sqlite {
+                        source: rusqlite::Error::SqliteFailure(f, _),
+                        ..
+                    },
+                )) if f.code == rusqlite::ErrorCode::DatabaseBusy
                     && attempt < options.lock_attempts =>
                 {
                     std::thread::sleep(crate::pg::backoff(attempt));
@@ -153,31 +161,48 @@ impl Sqlite {
             }
         }
         Ok(StepTiming {
-            label: stmts.first().map_or("record phase".into(), |s| {
-                s.lines()
-                    .next()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(72)
-                    .collect()
-            }),
+            label: indexes
+                .first()
+                .and_then(|i| steps.get(*i))
+                .map_or("record phase".into(), |s| {
+                    s.sql()
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(72)
+                        .collect()
+                }),
             millis: start.elapsed().as_secs_f64() * 1000.0,
             attempts: attempt,
         })
     }
 
-    fn try_group(&mut self, stmts: &[&str], finish: Option<&PhaseRun<'_>>) -> Result<(), Error> {
+    fn try_group(
+        &mut self,
+        steps: &[Step],
+        indexes: &[usize],
+        finish: Option<&PhaseRun<'_>>,
+    ) -> Result<(), (usize, Error)> {
+        let last = indexes.last().copied().unwrap_or(steps.len());
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sq("BEGIN IMMEDIATE"))?;
-        for sql in stmts {
-            tx.execute_batch(sql).map_err(sq(sql.to_string()))?;
+            .map_err(|e| (last, sq("BEGIN IMMEDIATE")(e)))?;
+        for &i in indexes {
+            let Some(step) = steps.get(i) else { continue };
+            let result = match step {
+                Step::Script { sql } => tx.execute_batch(sql),
+                Step::Check { sql, .. } => tx.prepare(sql).map(drop),
+                Step::Backfill { .. } => Ok(()),
+                _ => tx.execute(step.sql(), []).map(drop),
+            };
+            result.map_err(|e| (i, sq(step.sql().to_string())(e)))?;
         }
         if let Some(run) = finish {
-            record_phase(&tx, run)?;
+            record_phase(&tx, run).map_err(|e| (last, e))?;
         }
-        tx.commit().map_err(sq("COMMIT"))
+        tx.commit().map_err(|e| (last, sq("COMMIT")(e)))
     }
 
     fn backfill(
@@ -295,7 +320,7 @@ impl Backend for Sqlite {
     async fn records(&mut self) -> Result<Vec<Record>, Error> {
         let mut stmt = self
             .conn
-            .prepare("SELECT name, checksum, phase, expanded_at, backfilled_at, contracted_at, rolled_back_at, rows_backfilled, checkpoint, forced_by, forced_reason, forced_gate FROM cutover_migrations ORDER BY name")
+            .prepare("SELECT name, checksum, phase, expanded_at, backfilled_at, contracted_at, rolled_back_at, rows_backfilled, checkpoint, forced_by, forced_reason, forced_gate, running FROM cutover_migrations ORDER BY name")
             .map_err(sq("reading cutover_migrations"))?;
         let rows = stmt
             .query_map([], |r| {
@@ -306,7 +331,11 @@ impl Backend for Sqlite {
                         r.get::<_, String>(2)?,
                     ),
                     (r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?),
-                    (r.get::<_, i64>(7)?, r.get::<_, Option<String>>(8)?),
+                    (
+                        r.get::<_, i64>(7)?,
+                        r.get::<_, Option<String>>(8)?,
+                        r.get::<_, Option<String>>(12)?,
+                    ),
                     (
                         r.get::<_, Option<String>>(9)?,
                         r.get::<_, Option<String>>(10)?,
@@ -317,7 +346,7 @@ impl Backend for Sqlite {
             .map_err(sq("reading cutover_migrations"))?;
         let mut out = Vec::new();
         for row in rows {
-            let ((name, checksum, phase), (e, b, c, r), (n, ck), (by, reason, gate)) =
+            let ((name, checksum, phase), (e, b, c, r), (n, ck, running), (by, reason, gate)) =
                 row.map_err(sq("reading cutover_migrations"))?;
             let phase = Phase::parse(&phase)
                 .ok_or_else(|| Error::State(format!("phase `{phase}` of {name}")))?;
@@ -336,9 +365,66 @@ impl Backend for Sqlite {
                     reason: reason.unwrap_or_default(),
                     gate: gate.unwrap_or_default(),
                 }),
+                running,
             });
         }
         Ok(out)
+    }
+
+    async fn catalog(&mut self, wanted: &Wanted) -> Result<Catalog, Error> {
+        let mut catalog = Catalog::default();
+        for table in &wanted.tables {
+            let schema = table.schema.as_ref().map_or("main", |s| s.as_str());
+            let args = params![table.name.as_str(), schema];
+            let kind: Option<String> = self
+                .conn
+                .query_row(
+                    "SELECT type FROM pragma_table_list(?1) WHERE schema = ?2",
+                    args,
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sq(format!("looking up {table}")))?;
+            let found = match kind {
+                Some(kind) => {
+                    let mut stmt = self
+                        .conn
+                        .prepare("SELECT name FROM pragma_table_info(?1, ?2) ORDER BY cid")
+                        .map_err(sq(format!("reading the columns of {table}")))?;
+                    let columns = stmt
+                        .query_map(args, |r| r.get(0))
+                        .and_then(|rows| rows.collect::<Result<Vec<String>, _>>())
+                        .map_err(sq(format!("reading the columns of {table}")))?;
+                    // The backfill walks rowids, which every table but WITHOUT ROWID ones has.
+                    Some(Table {
+                        is_table: kind == "table",
+                        columns,
+                        constraints: Vec::new(),
+                        batch_key: true,
+                    })
+                }
+                None => None,
+            };
+            catalog.tables.insert(table.to_string(), found);
+        }
+        for index in &wanted.indexes {
+            let schema = index
+                .schema
+                .as_ref()
+                .map_or("\"main\"".into(), |s| s.quoted());
+            let taken: bool = self
+                .conn
+                .query_row(
+                    &format!("SELECT count(*) > 0 FROM {schema}.sqlite_master WHERE name = ?1"),
+                    [index.name.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(sq(format!("looking up the name {index}")))?;
+            if taken {
+                catalog.taken.insert(index.to_string());
+            }
+        }
+        Ok(catalog)
     }
 
     async fn apply(&mut self, run: PhaseRun<'_>, options: &Options) -> Result<Report, Error> {
@@ -349,39 +435,46 @@ impl Backend for Sqlite {
                 params![run.migration.name, run.migration.checksum, run.phase.to_string(), now()],
             )
             .map_err(sq("recording the start of the phase"))?;
+        let step_error = |(step, e): (usize, Error)| Error::Step {
+            location: format!("step {step}"),
+            step,
+            cause: Box::new(e),
+            help: None,
+        };
         let mut report = Report::default();
-        let mut ddl_stmts = Vec::new();
+        // Every statement but the backfill's goes into one transaction per stretch: expand is
+        // a single transaction here (SQLite builds indexes in it too), all or nothing.
+        let mut pending = Vec::new();
         for (i, step) in run.steps.iter().enumerate() {
-            match step {
-                Step::Ddl { sql } | Step::Validate { sql } | Step::Concurrent { sql, .. } => {
-                    ddl_stmts.push(sql.as_str());
-                }
-                Step::Backfill {
-                    table,
-                    column,
-                    expr,
-                } => {
-                    if !ddl_stmts.is_empty() {
-                        report.steps.push(self.group(&ddl_stmts, None, options)?);
-                        ddl_stmts.clear();
-                    }
-                    let skip = run.resume.as_ref().is_some_and(|c| c.step > i);
-                    if !skip {
-                        let target = (table.quoted(), column.quoted(), expr.clone());
-                        self.backfill(
-                            &run,
-                            i,
-                            (&target.0, &target.1, &target.2),
-                            options,
-                            &mut report,
-                        )?;
-                    }
-                }
+            let Step::Backfill {
+                table,
+                column,
+                expr,
+            } = step
+            else {
+                pending.push(i);
+                continue;
+            };
+            if !pending.is_empty() {
+                let timing = self.group(run.steps, &pending, None, options);
+                report.steps.push(timing.map_err(step_error)?);
+                pending.clear();
+            }
+            let skip = run.resume.as_ref().is_some_and(|c| c.step > i);
+            if !skip {
+                let target = (table.quoted(), column.quoted(), expr.clone());
+                self.backfill(
+                    &run,
+                    i,
+                    (&target.0, &target.1, &target.2),
+                    options,
+                    &mut report,
+                )
+                .map_err(|e| step_error((i, e)))?;
             }
         }
-        report
-            .steps
-            .push(self.group(&ddl_stmts, Some(&run), options)?);
+        let timing = self.group(run.steps, &pending, Some(&run), options);
+        report.steps.push(timing.map_err(step_error)?);
         Ok(report)
     }
 }

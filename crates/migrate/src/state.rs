@@ -101,6 +101,10 @@ pub struct Record {
     pub checkpoint: Option<Checkpoint>,
     /// A gate overridden with `--force`.
     pub forced: Option<Forced>,
+    /// The phase in progress, or one that was interrupted (a crash, or a failed expand whose
+    /// undo failed too).
+    #[serde(default)]
+    pub running: Option<String>,
 }
 
 /// Facts about the Rollout that declared a migration.

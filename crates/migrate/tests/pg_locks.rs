@@ -5,8 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::request;
 use cutover_migrate::pg::Postgres;
-use cutover_migrate::{Options, PhaseKind, Request, execute};
+use cutover_migrate::{Options, PhaseKind, execute};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn expand_waits_out_a_held_lock_without_blocking_writers() {
@@ -19,16 +20,8 @@ async fn expand_waits_out_a_held_lock_without_blocking_writers() {
     let mut pg = Postgres::connect(&url, &options)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let req = |command| Request {
-        command,
-        target: None,
-        rollout: None,
-        bake: jiff::SignedDuration::ZERO,
-        force: None,
-        now: jiff::Timestamp::now(),
-    };
     for c in [PhaseKind::Expand, PhaseKind::Backfill, PhaseKind::Contract] {
-        execute(&mut pg, &migrations, &req(c), &options)
+        execute(&mut pg, &migrations, &request(c), &options)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
@@ -60,7 +53,7 @@ async fn expand_waits_out_a_held_lock_without_blocking_writers() {
         worst
     });
     let started = Instant::now();
-    let out = execute(&mut pg, &migrations, &req(PhaseKind::Expand), &options)
+    let out = execute(&mut pg, &migrations, &request(PhaseKind::Expand), &options)
         .await
         .unwrap_or_else(|e| panic!("expand: {e}"));
     let took = started.elapsed();
@@ -93,16 +86,8 @@ async fn gives_up_with_a_clear_error_when_the_lock_never_comes() {
     let mut pg = Postgres::connect(&url, &options)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let req = |command| Request {
-        command,
-        target: None,
-        rollout: None,
-        bake: jiff::SignedDuration::ZERO,
-        force: None,
-        now: jiff::Timestamp::now(),
-    };
     for c in [PhaseKind::Expand, PhaseKind::Backfill, PhaseKind::Contract] {
-        execute(&mut pg, &migrations, &req(c), &options)
+        execute(&mut pg, &migrations, &request(c), &options)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }
@@ -111,7 +96,7 @@ async fn gives_up_with_a_clear_error_when_the_lock_never_comes() {
         .batch_execute("BEGIN; LOCK TABLE users IN SHARE MODE")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let err = execute(&mut pg, &migrations, &req(PhaseKind::Expand), &options).await;
+    let err = execute(&mut pg, &migrations, &request(PhaseKind::Expand), &options).await;
     assert!(
         matches!(
             err,
@@ -124,7 +109,7 @@ async fn gives_up_with_a_clear_error_when_the_lock_never_comes() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     // Nothing half-done: the migration is still pending and can run now.
-    execute(&mut pg, &migrations, &req(PhaseKind::Expand), &options)
+    execute(&mut pg, &migrations, &request(PhaseKind::Expand), &options)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 }

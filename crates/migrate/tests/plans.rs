@@ -51,7 +51,28 @@ fn bad_files_name_file_and_line() {
         "operations:\n  - raw_sql: {expand: \"x\"\n",
         // empty
         "operations: []\n",
+        // SQL in a type: refused when the file is read, pointing at the value
+        "operations:\n  - add_column:\n      table: canary\n      column: x\n      type: 'text; DROP TABLE canary; --'\n",
+        // serial adds a volatile default
+        "operations:\n  - rename_column: {table: t, from: a, to: b, type: bigserial}\n",
+        // ON DELETE is a keyword from a list, not SQL
+        "operations:\n  - add_constraint:\n      table: t\n      name: fk\n      foreign_key:\n        columns: [a]\n        references: u\n        referenced_columns: [id]\n        on_delete: cascade; DROP TABLE u\n",
     ];
     let got: Vec<String> = cases.iter().map(|c| error(c)).collect();
     insta::assert_snapshot!(got.join("\n"));
+}
+
+#[test]
+fn sqlite_refuses_types_it_does_not_have_with_the_location() {
+    let text =
+        "operations:\n  - add_column:\n      table: t\n      column: tags\n      type: text[]\n";
+    let m = parse(Path::new("m/001_tags.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let err = compile(&m, Dialect::Sqlite)
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    assert_eq!(
+        err,
+        Err("m/001_tags.yaml:5:13: operations[0].add_column.type: `text[]`: SQLite has no array types\n  help: use one of SQLite's type names (integer, text, real, blob, numeric), or store the value as text (e.g. JSON)".to_owned())
+    );
+    assert!(compile(&m, Dialect::Postgres).is_ok());
 }

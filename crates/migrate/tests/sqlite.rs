@@ -131,3 +131,44 @@ async fn sqlite_says_what_it_cannot_do_online() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_column_that_does_not_exist_is_refused_before_expand_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let db_path = dir.path().join("app.db");
+    let options = Options::default();
+    let mut db = Sqlite::open(&db_path, &options).unwrap_or_else(|e| panic!("{e}"));
+    let app = Connection::open(&db_path).unwrap_or_else(|e| panic!("{e}"));
+    app.execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY, user_name TEXT NOT NULL)")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text =
+        "operations:\n  - rename_column: {table: users, from: nope, to: full_name, type: text}\n";
+    std::fs::write(dir.path().join("001_x.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    let migrations: Vec<_> = load_dir(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let err = execute(&mut db, &migrations, &req(PhaseKind::Expand), &options).await;
+    let err = err.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        err.contains(
+            "001_x.yaml:2:41: operations[0].rename_column.from: column `nope` does not exist"
+        ),
+        "{err}"
+    );
+    // Untouched: no new column, no trigger; v1 writes as before.
+    let columns: i64 = app
+        .query_row("SELECT count(*) FROM pragma_table_info('users')", [], |r| {
+            r.get(0)
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let triggers: i64 = app
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((columns, triggers), (2, 0));
+    app.execute_batch(
+        "INSERT INTO users (user_name) VALUES ('v1'); UPDATE users SET user_name = 'v1b'",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+}

@@ -1,7 +1,8 @@
 //! `cutover migrate`: expand/contract database migrations.
 //!
-//! Exit codes: 0 done (or nothing to do), 1 invalid migration files, 2 a usage, I/O or database
-//! error, 3 refused by a safety rule (contract gate, rollback after contract, phase order).
+//! Exit codes: 0 done (or nothing to do), 1 invalid migration files (or files that do not fit
+//! the database: checked before expand), 2 a usage, I/O or database error, 3 refused by a
+//! safety rule (contract gate, rollback after contract, phase order).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -388,6 +389,14 @@ async fn command<B: Backend>(
         match target {
             Some(m) => {
                 let plan = cutover_migrate::compile(m, db.dialect())?;
+                if kind == PhaseKind::Expand
+                    && let Err(e) = cutover_migrate::precheck_expand(db, m, &records).await
+                {
+                    return Ok(Err(match e {
+                        e @ Error::File { .. } => Stopped::new(1, e),
+                        e => return Err(e.into()),
+                    }));
+                }
                 println!("-- {kind} of {}", m.name);
                 for step in plan.steps(kind) {
                     println!("{}", serde_json::to_string(step)?);
@@ -450,6 +459,7 @@ async fn execute<B: Backend>(
             Ok(Ok(outcome))
         }
         Err(Error::Refused(refusal)) => Ok(Err(Stopped::new(3, refusal))),
+        Err(e @ Error::File { .. }) => Ok(Err(Stopped::new(1, e))),
         Err(e @ Error::Interrupted { .. }) => Ok(Err(Stopped::new(130, e))),
         Err(e) => Err(e.into()),
     }

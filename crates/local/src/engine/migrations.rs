@@ -456,7 +456,7 @@ async fn run_command(rollout: &str, target: &Target, req: &MigrationRequest) -> 
     Ok(())
 }
 
-/// The error with its causes (PostgreSQL's message is in the source), on one line.
+/// The error with its causes, on one line.
 fn message(e: &cutover_migrate::Error) -> String {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -468,5 +468,10 @@ fn message(e: &cutover_migrate::Error) -> String {
         }
         source = s.source();
     }
-    text.lines().last().unwrap_or_default().trim().to_string()
+    // Located errors carry a `help:` line: keep every line, joined into one.
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use cutover_migrate::test_cluster::{self, Cluster};
-use cutover_migrate::{Migration, Options};
+use cutover_migrate::{Migration, Options, PhaseKind, Request};
 
 /// The cluster; a missing PostgreSQL fails the test with the reason (never a silent skip).
 pub fn cluster() -> &'static Cluster {
@@ -51,4 +51,16 @@ pub async fn client(url: &str) -> tokio_postgres::Client {
         .unwrap_or_else(|e| panic!("connect: {e}"));
     tokio::spawn(conn);
     client
+}
+
+/// A request for `command` on the default migration, with no rollout state and no bake.
+pub fn request(command: PhaseKind) -> Request {
+    Request {
+        command,
+        target: None,
+        rollout: None,
+        bake: jiff::SignedDuration::ZERO,
+        force: None,
+        now: jiff::Timestamp::now(),
+    }
 }
