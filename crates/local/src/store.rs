@@ -9,6 +9,7 @@ mod migrations;
 
 pub use migrations::MigrationFailureRow;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -18,7 +19,7 @@ use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// Schema version written to `PRAGMA user_version`; bump with a migration step in `migrate`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// Why a state operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -254,8 +255,10 @@ impl Tx<'_> {
     /// Adds a revision.
     pub fn insert_revision(&self, rollout: &str, row: &RevisionRow) -> Result<(), StoreError> {
         self.0.execute(
-            "INSERT OR IGNORE INTO revisions (rollout, hash, revision, template, desired, deadline, role)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            // The creation time is display-only bookkeeping (AGE), so the database's clock is
+            // good enough and the planner's `now` need not travel here.
+            "INSERT OR IGNORE INTO revisions (rollout, hash, revision, template, desired, deadline, role, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
             params![
                 rollout,
                 row.hash,
@@ -267,6 +270,28 @@ impl Tx<'_> {
             ],
         )?;
         Ok(())
+    }
+
+    /// When each revision of a rollout was created (hash → time); revisions stored before the
+    /// time was kept are missing.
+    pub fn revision_created_at(
+        &self,
+        rollout: &str,
+    ) -> Result<BTreeMap<String, Timestamp>, StoreError> {
+        let mut stmt = self.0.prepare(
+            "SELECT hash, created_at FROM revisions WHERE rollout = ?1 AND created_at IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([rollout], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (hash, at) = row?;
+            if let Ok(at) = at.parse() {
+                out.insert(hash, at);
+            }
+        }
+        Ok(out)
     }
 
     /// Sets a revision's size.
@@ -467,6 +492,15 @@ impl Tx<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Every applied object of a kind (analysis templates), as JSON, by name.
+    pub fn objects(&self, kind: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .0
+            .prepare("SELECT object FROM objects WHERE kind = ?1 ORDER BY name")?;
+        let rows = stmt.query_map([kind], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Another applied object (an analysis template) by kind and name, as JSON.
     pub fn object(&self, kind: &str, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self
@@ -551,6 +585,16 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     }
     if version < 3 {
         migrations::create_tables(conn)?;
+    }
+    if version < 4 {
+        // When each revision was created, for the AGE column of `get rollout`; revisions made
+        // before this step have none.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE revisions ADD COLUMN created_at TEXT;
+             PRAGMA user_version = 4;
+             COMMIT;",
+        )?;
     }
     Ok(())
 }
