@@ -68,35 +68,37 @@ pub fn render_at(view: &RolloutView, color: bool, now: Timestamp) -> String {
     }
     let _ = writeln!(out);
 
-    let mut table = Table::new(["NAME", "KIND", "STATUS", "AGE", "INFO"]);
-    table.row([
+    let mut rows = Rows {
+        table: Table::new(["NAME", "KIND", "STATUS", "AGE", "INFO"]),
+        paint,
+        rollout: &name,
+        roles: &roles,
+        now,
+    };
+    rows.table.row([
         format!("⟳ {name}"),
         "Rollout".into(),
-        format!("{} {status}", paint.icon(icon)),
+        format!("{} {status}", rows.paint.icon(icon)),
         age(r.metadata.creation_timestamp.as_ref().map(|t| t.0), now),
         String::new(),
     ]);
     let tree = revisions(view);
     for (i, (number, revs, runs)) in tree.iter().enumerate() {
         let (branch, indent) = prefixes(i + 1 == tree.len(), "");
-        table.row([
-            format!("{branch}# revision:{number}"),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-        ]);
+        let header = format!("{branch}# revision:{number}");
+        rows.table
+            .row(std::iter::once(header).chain(std::iter::repeat_n(String::new(), 4)));
         let children = revs.len() + runs.len();
         for (j, rev) in revs.iter().enumerate() {
             let (branch, sub) = prefixes(j + 1 == children, &indent);
-            replica_set(&mut table, &paint, &name, rev, &roles, now, &branch, &sub);
+            rows.replica_set(rev, &branch, &sub);
         }
         for (k, run) in runs.iter().enumerate() {
             let (branch, _) = prefixes(revs.len() + k + 1 == children, &indent);
-            analysis_run(&mut table, &paint, run, now, &branch);
+            rows.analysis_run(run, &branch);
         }
     }
-    out.push_str(&table.render());
+    out.push_str(&rows.table.render());
     extras(&mut out, view, &s);
     out
 }
@@ -187,56 +189,79 @@ fn revisions(view: &RolloutView) -> Vec<(i64, Vec<&RevisionView>, Vec<&RunView>)
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn replica_set(
-    table: &mut Table,
-    paint: &Paint,
-    rollout: &str,
-    rev: &RevisionView,
-    roles: &Roles,
+/// The rows of the revision tree, and what they are drawn with.
+struct Rows<'a> {
+    table: Table,
+    paint: Paint,
+    rollout: &'a str,
+    roles: &'a Roles,
     now: Timestamp,
-    branch: &str,
-    indent: &str,
-) {
-    let ready = rev.replicas.iter().filter(|p| p.ready).count();
-    let (icon, status) = if rev.desired == 0 {
-        (NEUTRAL, "ScaledDown")
-    } else if i32::try_from(ready).unwrap_or(i32::MAX) < rev.desired {
-        (PROGRESSING, "Progressing")
-    } else {
-        (OK, "Healthy")
-    };
-    let mut info: Vec<String> = roles
-        .tags(&rev.hash)
-        .into_iter()
-        .map(str::to_string)
-        .collect();
-    if let Some(deadline) = rev.deadline.filter(|_| rev.desired > 0) {
-        let left = deadline.as_second() - now.as_second();
-        info.push(format!(
-            "delay:{}",
-            if left <= 0 {
-                "passed".to_string()
-            } else {
-                human_duration(left)
-            }
-        ));
+}
+
+impl Rows<'_> {
+    /// A revision's ReplicaSet row (status as Argo derives it from desired and ready pods,
+    /// roles and the scale-down delay), then its pods.
+    fn replica_set(&mut self, rev: &RevisionView, branch: &str, indent: &str) {
+        let ready = rev.replicas.iter().filter(|p| p.ready).count();
+        let (icon, status) = if rev.desired == 0 {
+            (NEUTRAL, "ScaledDown")
+        } else if i32::try_from(ready).unwrap_or(i32::MAX) < rev.desired {
+            (PROGRESSING, "Progressing")
+        } else {
+            (OK, "Healthy")
+        };
+        let mut info: Vec<String> = self
+            .roles
+            .tags(&rev.hash)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        if let Some(deadline) = rev.deadline.filter(|_| rev.desired > 0) {
+            let left = deadline.as_second() - self.now.as_second();
+            info.push(format!(
+                "delay:{}",
+                if left <= 0 {
+                    "passed".to_string()
+                } else {
+                    human_duration(left)
+                }
+            ));
+        }
+        self.table.row([
+            format!("{branch}⧉ {}-{}", self.rollout, rev.hash),
+            "ReplicaSet".into(),
+            format!("{} {status}", self.paint.icon(icon)),
+            age(rev.created_at, self.now),
+            info.join(","),
+        ]);
+        for (i, pod) in rev.replicas.iter().enumerate() {
+            let (branch, _) = prefixes(i + 1 == rev.replicas.len(), indent);
+            self.table.row([
+                format!("{branch}□ {}", pod.name),
+                "Pod".into(),
+                format!("{} {}", self.paint.icon(pod_icon(&pod.phase)), pod.phase),
+                age(pod.created_at, self.now),
+                pod_info(pod),
+            ]);
+        }
     }
-    table.row([
-        format!("{branch}⧉ {rollout}-{}", rev.hash),
-        "ReplicaSet".into(),
-        format!("{} {status}", paint.icon(icon)),
-        age(rev.created_at, now),
-        info.join(","),
-    ]);
-    for (i, pod) in rev.replicas.iter().enumerate() {
-        let (branch, _) = prefixes(i + 1 == rev.replicas.len(), indent);
-        table.row([
-            format!("{branch}□ {}", pod.name),
-            "Pod".into(),
-            format!("{} {}", paint.icon(pod_icon(&pod.phase)), pod.phase),
-            age(pod.created_at, now),
-            pod_info(pod),
+
+    fn analysis_run(&mut self, run: &RunView, branch: &str) {
+        let icon = match run.phase.as_str() {
+            "Successful" => OK,
+            "Failed" => BAD,
+            "Error" => WARNING,
+            "Inconclusive" => UNKNOWN,
+            "Running" => PROGRESSING,
+            "Pending" => WAITING,
+            _ => " ",
+        };
+        self.table.row([
+            format!("{branch}α {}", run.name),
+            "AnalysisRun".into(),
+            format!("{} {}", self.paint.icon(icon), run.phase),
+            age(Some(run.created_at), self.now),
+            super::analysis::counts_info(run),
         ]);
     }
 }
@@ -255,25 +280,6 @@ fn pod_info(pod: &ReplicaView) -> String {
         info.push(format!("pid:{pid}"));
     }
     info.join(",")
-}
-
-fn analysis_run(table: &mut Table, paint: &Paint, run: &RunView, now: Timestamp, branch: &str) {
-    let icon = match run.phase.as_str() {
-        "Successful" => OK,
-        "Failed" => BAD,
-        "Error" => WARNING,
-        "Inconclusive" => UNKNOWN,
-        "Running" => PROGRESSING,
-        "Pending" => WAITING,
-        _ => " ",
-    };
-    table.row([
-        format!("{branch}α {}", run.name),
-        "AnalysisRun".into(),
-        format!("{} {}", paint.icon(icon), run.phase),
-        age(Some(run.created_at), now),
-        super::analysis::counts_info(run),
-    ]);
 }
 
 /// Argo's pod icons, plus the single host's Starting and Stopped.
@@ -487,7 +493,114 @@ fn visible_width(text: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use cutover_core::api::{BlueGreenStatus, RolloutStatus};
+    use cutover_core::fixtures::RolloutBuilder;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
     use super::*;
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(seconds).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    fn revision(hash: &str, revision: i64, image: &str, pods: u32, created: i64) -> RevisionView {
+        RevisionView {
+            hash: hash.into(),
+            revision,
+            images: vec![image.into()],
+            desired: i32::try_from(pods).unwrap_or(0),
+            deadline: None,
+            created_at: Some(at(created)),
+            replicas: (0..pods)
+                .map(|index| ReplicaView {
+                    name: format!("web-{hash}-{index}"),
+                    index,
+                    pid: None,
+                    port: 0,
+                    phase: "Running".into(),
+                    ready: true,
+                    restarts: 0,
+                    created_at: Some(at(created)),
+                    last_exit: None,
+                    log_path: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Argo's layout: icons, AGE, revisions newest first whatever order they come in, the run
+    /// under its revision, no `()` after an image without a role, no stray leading space.
+    #[test]
+    fn the_tree_is_laid_out_as_argo_lays_it_out() {
+        let mut rollout = RolloutBuilder::new("web").replicas(1).build();
+        rollout.metadata.creation_timestamp = Some(Time(at(0)));
+        rollout.status = Some(RolloutStatus {
+            phase: Some(RolloutPhase::Paused),
+            message: Some("BlueGreenPause".into()),
+            stable_rs: Some("bbb".into()),
+            blue_green: BlueGreenStatus {
+                active_selector: Some("bbb".into()),
+                preview_selector: Some("ccc".into()),
+                ..BlueGreenStatus::default()
+            },
+            replicas: 2,
+            updated_replicas: 1,
+            ready_replicas: 1,
+            available_replicas: 1,
+            ..RolloutStatus::default()
+        });
+        let mut old = revision("aaa", 1, "web:v1", 0, 0);
+        old.replicas.clear();
+        let view = RolloutView {
+            rollout,
+            revisions: vec![
+                old,
+                revision("ccc", 3, "web:v3", 1, 3000),
+                revision("bbb", 2, "web:v2", 1, 600),
+            ],
+            services: Vec::new(),
+            events: Vec::new(),
+            runs: vec![RunView {
+                name: "web-ccc-3-pre".into(),
+                rollout: "web".into(),
+                kind: "pre".into(),
+                hash: "ccc".into(),
+                phase: "Successful".into(),
+                message: None,
+                created_at: at(3030),
+                terminated: false,
+                status: None,
+            }],
+        };
+        let expected = "\
+Name:            web
+Namespace:       default
+Status:          ॥ Paused
+Message:         BlueGreenPause
+Strategy:        BlueGreen
+Images:          web:v2 (stable, active)
+                 web:v3 (preview)
+Replicas:
+  Desired:       1
+  Current:       2
+  Updated:       1
+  Ready:         1
+  Available:     1
+
+NAME                   KIND         STATUS        AGE    INFO
+⟳ web                  Rollout      ॥ Paused      60m
+├──# revision:3
+│  ├──⧉ web-ccc        ReplicaSet   ✔ Healthy     10m    preview
+│  │  └──□ web-ccc-0   Pod          ✔ Running     10m    ready:1/1
+│  └──α web-ccc-3-pre  AnalysisRun  ✔ Successful  9m30s
+├──# revision:2
+│  └──⧉ web-bbb        ReplicaSet   ✔ Healthy     50m    stable,active
+│     └──□ web-bbb-0   Pod          ✔ Running     50m    ready:1/1
+└──# revision:1
+   └──⧉ web-aaa        ReplicaSet   • ScaledDown  60m
+";
+        assert_eq!(render_at(&view, false, at(3600)), expected);
+    }
 
     #[test]
     fn durations_read_as_kubectl_prints_them() {
