@@ -1,8 +1,10 @@
 //! `cutover`: blue/green delivery for a single host and for Kubernetes.
 //!
-//! Exit codes are the same for every verb: 0 success, 1 the manifests are invalid (or cannot be
-//! converted), 2 a usage or I/O problem (bad flags, unreadable file). Diagnostics and summaries go
-//! to stderr; stdout carries only a command's product (converted YAML, CRDs, the version).
+//! Exit codes are the same for every verb (`EXIT_CODES`, shown by `--help`): 0 success, 1 the
+//! manifests are invalid (or cannot be converted) or the backend refused, 2 no answer (a usage or
+//! I/O problem; `status`: the timeout passed), 3 not found, 4 nothing to act on. Diagnostics and
+//! summaries go to stderr; stdout carries only a command's product (converted YAML, CRDs, the
+//! version, a rollout's view).
 
 mod commands;
 mod input;
@@ -15,7 +17,7 @@ use clap::{Parser, Subcommand};
 /// Blue/green delivery: run two versions side by side, check the new one, switch traffic at
 /// once, keep the old one warm for instant rollback.
 #[derive(Debug, Parser)]
-#[command(name = "cutover", version, about, propagate_version = true)]
+#[command(name = "cutover", version, about, propagate_version = true, after_help = EXIT_CODES)]
 struct Cli {
     /// The single-host daemon's state directory (default: $CUTOVER_STATE_DIR, else
     /// $XDG_STATE_HOME/cutover, else ~/.local/state/cutover).
@@ -36,6 +38,15 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// The exit codes, in `--help` (and README.md, "Exit codes").
+const EXIT_CODES: &str = "Exit codes:
+  0  done; `status`: the rollout is Healthy
+  1  invalid manifests, or the backend refused the request; `status`: the rollout is Degraded
+  2  no answer: a usage error, an I/O or connection problem; `status`: the timeout passed
+  3  the rollout (or analysis run) named does not exist
+  4  `promote`, `abort`, `retry rollout`: nothing to act on (e.g. \"nothing to abort: rollout is
+     Healthy\"); nothing was changed";
 
 /// The verbs. New ones (`demo`, `up`, `status`, `promote`, …) are added here and dispatched in
 /// [`run`]; each lives in its own module under `commands/`.
@@ -83,12 +94,17 @@ enum Command {
         #[command(subcommand)]
         what: TerminateWhat,
     },
-    /// List rollouts.
+    /// List rollouts (`list` alone is `list rollouts`).
     List {
         #[command(subcommand)]
-        what: ListWhat,
+        what: Option<ListWhat>,
+        /// Output format (see `list rollouts --help`).
+        #[arg(short = 'o', long, value_enum, default_value_t = commands::get::RolloutOutput::Text)]
+        output: commands::get::RolloutOutput,
     },
-    /// Wait until a rollout is Healthy (exit 0) or Degraded (exit 1); exit 2 on timeout.
+    /// Print a rollout's status as it changes until it is Healthy (exit 0) or Degraded (exit 1);
+    /// exit 2 when the timeout passes first, 3 when there is no such rollout.
+    #[command(after_help = EXIT_CODES)]
     Status {
         /// Rollout name.
         name: String,
@@ -101,7 +117,9 @@ enum Command {
         #[command(subcommand)]
         what: SetWhat,
     },
-    /// Release a paused rollout (or one paused on inconclusive analysis).
+    /// Release a paused rollout (or one paused on inconclusive analysis). Exit 4, changing
+    /// nothing, when nothing is paused (`--full`: when no update is under way).
+    #[command(after_help = EXIT_CODES)]
     Promote {
         /// Rollout name.
         name: String,
@@ -109,12 +127,15 @@ enum Command {
         #[arg(long)]
         full: bool,
     },
-    /// Abort the update: the active Service returns to the stable revision.
+    /// Abort the update: the active Service returns to the stable revision. Exit 4, changing
+    /// nothing, when no update is under way or it is already aborted.
+    #[command(after_help = EXIT_CODES)]
     Abort {
         /// Rollout name.
         name: String,
     },
-    /// Retry an aborted update.
+    /// Retry an aborted update. Exit 4, changing nothing, when the rollout is not aborted.
+    #[command(after_help = EXIT_CODES)]
     Retry {
         #[command(subcommand)]
         what: RetryWhat,
@@ -173,16 +194,19 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum GetWhat {
-    /// A rollout's revisions, processes, Services and events.
+    /// A rollout's revisions, pods (processes on one host), runs, Services and events.
+    #[command(visible_alias = "ro", alias = "rollouts")]
     Rollout {
         /// Rollout name.
         name: String,
         /// Keep the view live.
         #[arg(short = 'w', long)]
         watch: bool,
-        /// Output format.
-        #[arg(short = 'o', long, value_enum, default_value_t = commands::get::Output::Text)]
-        output: commands::get::Output,
+        /// Output format: the tree; the Rollout object (json, yaml) as kubectl prints it; or
+        /// cutover's view with revisions, pods, Services, runs and events (view-json,
+        /// view-yaml).
+        #[arg(short = 'o', long, value_enum, default_value_t = commands::get::RolloutOutput::Text)]
+        output: commands::get::RolloutOutput,
     },
     /// An AnalysisRun: each metric's measurements.
     Analysisrun {
@@ -206,10 +230,12 @@ enum TerminateWhat {
 #[derive(Debug, Subcommand)]
 enum ListWhat {
     /// Every rollout.
+    #[command(visible_alias = "ro", alias = "rollout")]
     Rollouts {
-        /// Output format.
-        #[arg(short = 'o', long, value_enum, default_value_t = commands::get::Output::Text)]
-        output: commands::get::Output,
+        /// Output format: a table as Argo Rollouts' CLI prints it; a List of the Rollout
+        /// objects (json, yaml); or cutover's views (view-json, view-yaml).
+        #[arg(short = 'o', long, value_enum, default_value_t = commands::get::RolloutOutput::Text)]
+        output: commands::get::RolloutOutput,
     },
 }
 
@@ -268,7 +294,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(commands::exit::NO_ANSWER)
         }
     }
 }
@@ -301,9 +327,10 @@ fn run(command: Command, backend: &commands::source::Backend) -> anyhow::Result<
         Command::Terminate {
             what: TerminateWhat::Analysisrun { name },
         } => commands::analysis::terminate(&name, b),
-        Command::List {
-            what: ListWhat::Rollouts { output },
-        } => get::list(output, b),
+        Command::List { what, output } => match what {
+            Some(ListWhat::Rollouts { output }) => get::list(output, b),
+            None => get::list(output, b),
+        },
         Command::Status { name, timeout } => get::status(&name, timeout, b),
         Command::Set {
             what: SetWhat::Image { name, assignment },

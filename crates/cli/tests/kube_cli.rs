@@ -2,10 +2,15 @@
 //! in-process, a kubelet stand-in, and the `cutover` binary run with `--kubeconfig -n` and as
 //! the kubectl plugin `kubectl-cutover`: get, list, status, set image, promote, abort, retry,
 //! undo, pause, resume; and, on a second rollout measured by a web metric against a local HTTP
-//! server, get analysisrun, the AnalysisRun lines of the rollout tree, terminate analysisrun.
+//! server, get analysisrun, the AnalysisRun rows of the rollout tree, terminate analysisrun.
+//! And that they read as Argo Rollouts' CLI (issue 11): `-o json` is the Rollout object, the
+//! tree has icons, AGE and revisions newest first, `list` alone lists, `status` and the verbs
+//! with nothing to act on exit with their documented codes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// Only the `argo` helpers of the daemon fixture are used here.
+mod e2e;
 #[path = "../../kube/tests/support/mod.rs"]
 mod support;
 
@@ -13,6 +18,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use e2e::argo::{cells, check_tree_layout, is_age, json_ok_server};
 use serde_json::{Value, json};
 use support::KubeEnv;
 use support::kubelet::Kubelet;
@@ -46,9 +52,17 @@ fn view_of(kubeconfig: &Path, rollout: &str) -> Value {
     serde_json::from_str(&ok(
         Path::new(CUTOVER),
         kubeconfig,
-        &["get", "rollout", rollout, "-o", "json"],
+        &["get", "rollout", rollout, "-o", "view-json"],
     ))
     .expect("json")
+}
+
+/// Runs `args`, expects exit `code` and `said` in stderr.
+fn expect(kc: &Path, args: &[&str], code: i32, said: &str) {
+    let out = cutover(Path::new(CUTOVER), kc, args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "cutover {args:?}: {err}");
+    assert!(err.contains(said), "cutover {args:?}: {err}");
 }
 
 fn wait(kubeconfig: &Path, what: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -132,7 +146,7 @@ async fn cli_verbs_work_against_kubernetes_and_as_a_kubectl_plugin() {
         },
     }))
     .await;
-    let web = web_metric_server();
+    let web = json_ok_server();
     analysed_rollout(&env, &format!("http://{web}/ok")).await;
     let kubeconfig = env.dir().join("kubeconfig");
     // The two rollouts are independent: their scenarios run side by side.
@@ -170,12 +184,59 @@ fn scenario(kc: &Path) {
     let bin = Path::new(CUTOVER);
     let v = wait(kc, "Healthy on v1", |v| healthy_on(v, "web:v1"));
     let stable = active_selector(&v);
-    assert_eq!(
-        cutover(bin, kc, &["status", "web", "--timeout", "30s"])
-            .status
-            .code(),
-        Some(0)
+    let out = cutover(bin, kc, &["status", "web", "--timeout", "30s"]);
+    assert_eq!(out.status.code(), Some(0));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.lines().all(|l| !l.trim_end().ends_with(" -")),
+        "dangling dash: {said}"
     );
+    expect(
+        kc,
+        &["status", "nope", "--timeout", "1s"],
+        3,
+        "rollout cli/nope: not found",
+    );
+    expect(kc, &["get", "rollout", "nope"], 3, "not found");
+
+    // -o json|yaml: the Rollout as kubectl prints it (managedFields hidden).
+    let object: Value =
+        serde_json::from_str(&ok(bin, kc, &["get", "rollout", "web", "-o", "json"])).expect("json");
+    assert_eq!(object["kind"], "Rollout");
+    assert_eq!(object["status"]["phase"], "Healthy", "{object}");
+    assert!(object["metadata"]["managedFields"].is_null(), "{object}");
+    let yaml: Value =
+        serde_yaml_ng::from_str(&ok(bin, kc, &["get", "rollout", "web", "-o", "yaml"]))
+            .expect("yaml");
+    assert_eq!(yaml["metadata"]["namespace"], NS);
+
+    // Nothing to act on: said, exit 4, nothing patched.
+    expect(
+        kc,
+        &["abort", "web"],
+        4,
+        "nothing to abort: rollout is Healthy",
+    );
+    expect(
+        kc,
+        &["retry", "rollout", "web"],
+        4,
+        "nothing to retry: rollout is Healthy",
+    );
+    expect(
+        kc,
+        &["promote", "web"],
+        4,
+        "nothing to promote: rollout is Healthy",
+    );
+    let table = ok(bin, kc, &["list"]);
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with("web "))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..3], ["web", "BlueGreen", "Healthy"], "{table}");
 
     ok(bin, kc, &["set", "image", "web", "app=web:v2"]);
     let v = wait(kc, "paused for promotion", |v| phase(v) == "Paused");
@@ -188,9 +249,18 @@ fn scenario(kc: &Path) {
 
     ok(bin, kc, &["set", "image", "web", "app=web:v3"]);
     wait(kc, "paused for promotion", |v| phase(v) == "Paused");
+    expect(kc, &["status", "web", "--timeout", "1s"], 2, "timed out");
+    expect(kc, &["retry", "rollout", "web"], 4, "not aborted");
     ok(bin, kc, &["abort", "web"]);
     let v = wait(kc, "aborted", |v| phase(v) == "Degraded");
     assert_eq!(active_selector(&v), v2);
+    expect(kc, &["abort", "web"], 4, "already aborted");
+    expect(
+        kc,
+        &["status", "web", "--timeout", "30s"],
+        1,
+        "degraded state",
+    );
     ok(bin, kc, &["retry", "rollout", "web"]);
     wait(kc, "paused again after retry", |v| phase(v) == "Paused");
 
@@ -207,38 +277,11 @@ fn scenario(kc: &Path) {
     wait(kc, "paused", |v| phase(v) == "Paused");
     ok(bin, kc, &["promote", "web", "--full"]);
     wait(kc, "Healthy on v4", |v| healthy_on(v, "web:v4"));
+    check_tree(&ok(bin, kc, &["get", "rollout", "web"]));
 
-    let out = cutover(bin, kc, &["promote", "nope"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    expect(kc, &["promote", "nope"], 3, "not found");
     let out = cutover(bin, kc, &["logs", "web"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("kubectl logs"));
-}
-
-/// An HTTP server answering every request with `{"ok": true}`: the web metric's target.
-fn web_metric_server() -> std::net::SocketAddr {
-    use std::io::{Read as _, Write as _};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
-            let body = r#"{"ok":true}"#;
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    addr
 }
 
 /// A Rollout `api` whose pre-promotion analysis reads `url` once a minute until terminated,
@@ -308,9 +351,9 @@ fn analysis_scenario(kc: &Path) {
     assert_eq!(json["status"]["metricResults"][0]["name"], "health");
 
     let tree = ok(bin, kc, &["get", "rollout", "api"]);
-    let line = run_line(&tree, &run);
-    assert!(
-        line.contains(" pre ") && line.contains("Running") && line.contains("✔ 1 ✖ 0 ? 0 ⚠ 0"),
+    assert_eq!(
+        run_row(&tree, &run),
+        ["AnalysisRun", "◌", "Running", "✔", "1"],
         "{tree}"
     );
 
@@ -325,14 +368,18 @@ fn analysis_scenario(kc: &Path) {
     });
     assert_eq!(v["runs"][0]["terminated"], true);
     let tree = ok(bin, kc, &["get", "rollout", "api"]);
-    assert!(run_line(&tree, &run).contains("Successful"), "{tree}");
+    assert_eq!(
+        run_row(&tree, &run)[..3],
+        ["AnalysisRun", "✔", "Successful"],
+        "{tree}"
+    );
     let said = ok(bin, kc, &["terminate", "analysisrun", &run]);
     assert!(said.contains("already finished (Successful)"), "{said}");
     wait_on(kc, "api", "api Healthy on v2", |v| healthy_on(v, "api:v2"));
 
     for verb in ["get", "terminate"] {
         let out = cutover(bin, kc, &[verb, "analysisrun", "nope"]);
-        assert_eq!(out.status.code(), Some(1), "{verb}");
+        assert_eq!(out.status.code(), Some(3), "{verb}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             err.contains("analysisrun cli/nope: not found"),
@@ -341,9 +388,36 @@ fn analysis_scenario(kc: &Path) {
     }
 }
 
-/// The line of the rollout tree's AnalysisRuns section naming `run`.
-fn run_line<'a>(tree: &'a str, run: &str) -> &'a str {
-    tree.split_once("AnalysisRuns:")
-        .and_then(|(_, runs)| runs.lines().find(|l| l.contains(run)))
-        .unwrap_or_else(|| panic!("no line for {run} in:\n{tree}"))
+/// The cells of the tree row of `run` after its name, without the AGE: kind, icon, status,
+/// then the measurement counts.
+fn run_row<'a>(tree: &'a str, run: &str) -> Vec<&'a str> {
+    let row = tree
+        .lines()
+        .filter_map(|l| cells(l, "α"))
+        .find(|c| c.first() == Some(&run))
+        .unwrap_or_else(|| panic!("no row for {run} in:\n{tree}"));
+    assert!(row.len() >= 5 && is_age(row[4]), "AGE in {row:?}");
+    row[1..4].iter().chain(&row[5..]).copied().collect()
+}
+
+/// The tree as `kubectl argo rollouts get rollout` draws it: icons, AGE, no stray leading
+/// spaces, no `()` after an image without a role, revisions newest first.
+fn check_tree(tree: &str) {
+    let lines: Vec<&str> = tree.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.ends_with("web:v4 (stable, active)")),
+        "{tree}"
+    );
+    let revisions = check_tree_layout(tree, "web");
+    assert!(
+        revisions.len() >= 2 && revisions.windows(2).all(|w| w[0] > w[1]),
+        "revisions newest first: {revisions:?}\n{tree}"
+    );
+    let pods: Vec<Vec<&str>> = lines.iter().filter_map(|l| cells(l, "□")).collect();
+    assert!(!pods.is_empty(), "{tree}");
+    for pod in pods {
+        assert_eq!(pod[1..4], ["Pod", "✔", "Running"], "{tree}");
+        assert!(is_age(pod[4]), "AGE in {pod:?}");
+        assert_eq!(pod.get(5), Some(&"ready:1/1"), "{tree}");
+    }
 }

@@ -69,3 +69,126 @@ pub fn set_image(
         names.join(", ")
     ))
 }
+
+/// Why `op` has nothing to act on in `rollout`'s present state, or `None` when it has.
+///
+/// Argo's CLI patches regardless and answers "promoted"; a promote that releases nothing is
+/// how a script that promotes before the pause leaves the rollout paused for good, so both
+/// backends refuse these with the reason (the CLI's exit code 4) instead of pretending.
+pub fn nothing_to_act_on(rollout: &crate::api::Rollout, op: &Operation) -> Option<String> {
+    let default = crate::api::RolloutStatus::default();
+    let status = rollout.status.as_ref().unwrap_or(&default);
+    let phase = status
+        .phase
+        .map_or_else(|| "not reconciled yet".to_string(), |p| format!("{p:?}"));
+    let paused = rollout.spec.paused == Some(true) || !status.pause_conditions.is_empty();
+    // An update is in flight until the desired revision is the stable one.
+    let updating = status.current_pod_hash != status.stable_rs;
+    let name = rollout.metadata.name.as_deref().unwrap_or_default();
+    match op {
+        Operation::Promote { full: false } if !paused => Some(if status.abort {
+            format!(
+                "nothing to promote: rollout is {phase} (aborted); `cutover retry rollout {name}` starts the update again"
+            )
+        } else if updating {
+            format!(
+                "nothing to promote: rollout is {phase} and not paused yet; `cutover promote {name} --full` skips the remaining pauses and analysis"
+            )
+        } else {
+            format!("nothing to promote: rollout is {phase}")
+        }),
+        Operation::Promote { full: true } if !paused && !updating => {
+            Some(format!("nothing to promote: rollout is {phase}"))
+        }
+        Operation::Abort if status.abort => Some(format!(
+            "nothing to abort: rollout is {phase}, already aborted"
+        )),
+        Operation::Abort if !updating => Some(format!("nothing to abort: rollout is {phase}")),
+        Operation::Retry if !status.abort => {
+            Some(format!("nothing to retry: rollout is {phase}, not aborted"))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+    use crate::api::{PauseCondition, PauseReason, RolloutPhase, RolloutStatus};
+    use crate::fixtures::RolloutBuilder;
+
+    fn rollout(
+        phase: RolloutPhase,
+        current: &str,
+        abort: bool,
+        paused: bool,
+    ) -> crate::api::Rollout {
+        let mut r = RolloutBuilder::new("web").build();
+        r.status = Some(RolloutStatus {
+            phase: Some(phase),
+            current_pod_hash: Some(current.into()),
+            stable_rs: Some("a".into()),
+            abort,
+            pause_conditions: if paused {
+                vec![PauseCondition {
+                    reason: PauseReason::BlueGreenPause,
+                    start_time: Time(jiff::Timestamp::UNIX_EPOCH),
+                }]
+            } else {
+                Vec::new()
+            },
+            ..RolloutStatus::default()
+        });
+        r
+    }
+
+    #[test]
+    fn only_operations_that_change_something_act() {
+        use RolloutPhase::*;
+        let promote = Operation::Promote { full: false };
+        let full = Operation::Promote { full: true };
+        let cases = [
+            (
+                rollout(Healthy, "a", false, false),
+                &Operation::Abort,
+                Some("nothing to abort: rollout is Healthy"),
+            ),
+            (
+                rollout(Healthy, "a", false, false),
+                &Operation::Retry,
+                Some("nothing to retry: rollout is Healthy, not aborted"),
+            ),
+            (
+                rollout(Healthy, "a", false, false),
+                &promote,
+                Some("nothing to promote: rollout is Healthy"),
+            ),
+            (
+                rollout(Healthy, "a", false, false),
+                &full,
+                Some("nothing to promote: rollout is Healthy"),
+            ),
+            (rollout(Paused, "b", false, true), &promote, None),
+            (rollout(Paused, "b", false, true), &Operation::Abort, None),
+            (rollout(Progressing, "b", false, false), &full, None),
+            (
+                rollout(Progressing, "b", false, false),
+                &Operation::Abort,
+                None,
+            ),
+            (rollout(Degraded, "b", true, false), &Operation::Retry, None),
+            (
+                rollout(Degraded, "b", true, false),
+                &Operation::Abort,
+                Some("nothing to abort: rollout is Degraded, already aborted"),
+            ),
+        ];
+        for (r, op, expected) in cases {
+            assert_eq!(nothing_to_act_on(&r, op).as_deref(), expected, "{op:?}");
+        }
+        let not_yet = nothing_to_act_on(&rollout(Progressing, "b", false, false), &promote);
+        assert!(not_yet.is_some_and(|m| m.contains("not paused yet") && m.contains("--full")));
+    }
+}

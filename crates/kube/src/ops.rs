@@ -24,6 +24,13 @@ pub enum OpError {
     /// The request cannot be carried out as asked.
     #[error("{0}")]
     Refused(String),
+    /// The object named does not exist (`rollout NS/NAME: not found`).
+    #[error("{0}")]
+    NotFound(String),
+    /// The operation has nothing to act on ("nothing to abort: rollout is Healthy"); nothing
+    /// was patched.
+    #[error("{0}")]
+    NothingToDo(String),
     /// The API server failed.
     #[error(transparent)]
     Api(#[from] Error),
@@ -34,7 +41,7 @@ fn api_err(what: String) -> impl FnOnce(kube::Error) -> OpError {
         if let kube::Error::Api(ref status) = source
             && status.code == 404
         {
-            return OpError::Refused(format!("{what}: not found"));
+            return OpError::NotFound(format!("{what}: not found"));
         }
         OpError::Api(Error::Kube { what, source })
     }
@@ -50,6 +57,9 @@ pub async fn operate(
     let rollouts: Api<Rollout> = Api::namespaced(client.clone(), namespace);
     let what = format!("rollout {namespace}/{name}");
     let rollout = rollouts.get(name).await.map_err(api_err(what.clone()))?;
+    if let Some(why) = cutover_core::ops::nothing_to_act_on(&rollout, op) {
+        return Err(OpError::NothingToDo(why));
+    }
     let merge = PatchParams::default();
     let status_patch = |body: serde_json::Value| {
         let rollouts = rollouts.clone();

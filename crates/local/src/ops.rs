@@ -21,6 +21,10 @@ pub enum OpError {
     /// exist, a manifest the single-host backend cannot run).
     #[error("{0}")]
     Refused(String),
+    /// The operation has nothing to act on in the rollout's present state ("nothing to abort:
+    /// rollout is Healthy"); nothing was changed.
+    #[error("{0}")]
+    NothingToDo(String),
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -33,11 +37,14 @@ pub struct ApplyReport {
     pub objects: Vec<String>,
 }
 
-/// Validates and stores manifests, all or nothing. A Rollout keeps its status; a changed spec
-/// bumps its generation.
+/// Validates and stores manifests, all or nothing. A Rollout keeps its status (and creation
+/// time); a changed spec bumps its generation. References resolve against the given files and
+/// what the daemon already holds, so a Rollout may be applied alone after its templates.
 pub fn apply(store: &Store, sources: &[Source]) -> Result<ApplyReport, OpError> {
-    let set = cutover_manifest::load(sources).map_err(OpError::Invalid)?;
+    let set = load_with_stored(store, sources)?;
     refuse_unsupported(&set)?;
+    let now = Time(Timestamp::now());
+    let given = |file: &str| sources.iter().any(|s| s.path == file);
     store.write(|tx| -> Result<ApplyReport, OpError> {
         let mut report = ApplyReport::default();
         for r in &set.rollouts {
@@ -51,30 +58,37 @@ pub fn apply(store: &Store, sources: &[Source]) -> Result<ApplyReport, OpError> 
                 }
                 Some(old) => {
                     rollout.status = old.status;
+                    rollout.metadata.creation_timestamp = old.metadata.creation_timestamp;
                     rollout.metadata.generation = Some(old.metadata.generation.unwrap_or(1) + 1);
                     "configured"
                 }
                 None => {
                     rollout.status = None;
                     rollout.metadata.generation = Some(1);
+                    rollout.metadata.creation_timestamp = Some(now.clone());
                     "created"
                 }
             };
             tx.put_rollout(&rollout)?;
             report.objects.push(format!("Rollout/{name} {verb}"));
         }
-        for s in &set.services {
+        // Only what the files hold is stored; the daemon's own objects were only context.
+        for s in set.services.iter().filter(|s| given(&s.file)) {
             tx.put_service(&s.value)?;
             report.objects.push(format!("Service/{} applied", s.name()));
         }
-        for t in &set.analysis_templates {
+        for t in set.analysis_templates.iter().filter(|t| given(&t.file)) {
             let json = serde_json::to_string(&t.value).unwrap_or_default();
             tx.put_object("AnalysisTemplate", t.name(), &json)?;
             report
                 .objects
                 .push(format!("AnalysisTemplate/{} applied", t.name()));
         }
-        for t in &set.cluster_analysis_templates {
+        for t in set
+            .cluster_analysis_templates
+            .iter()
+            .filter(|t| given(&t.file))
+        {
             let json = serde_json::to_string(&t.value).unwrap_or_default();
             tx.put_object("ClusterAnalysisTemplate", t.name(), &json)?;
             report
@@ -83,6 +97,56 @@ pub fn apply(store: &Store, sources: &[Source]) -> Result<ApplyReport, OpError> 
         }
         Ok(report)
     })
+}
+
+/// Loads `sources` with what the daemon already holds as context: its AnalysisTemplates,
+/// ClusterAnalysisTemplates and Services, each as a source of its own named
+/// `(stored KIND/NAME)`, minus those the files define again. References then resolve as they
+/// will when the engine runs the rollout.
+fn load_with_stored(store: &Store, sources: &[Source]) -> Result<ManifestSet, OpError> {
+    let stored = store.read(|tx| {
+        let mut docs = Vec::new();
+        for kind in ["AnalysisTemplate", "ClusterAnalysisTemplate"] {
+            docs.extend(tx.objects(kind)?.into_iter().map(|json| (kind, json)));
+        }
+        for service in tx.services()? {
+            docs.push((
+                "Service",
+                serde_json::to_string(&service).unwrap_or_default(),
+            ));
+        }
+        Ok(docs)
+    })?;
+    let defined = defined_objects(sources);
+    let mut all = sources.to_vec();
+    for (kind, json) in stored {
+        let name = serde_json::from_str::<serde_json::Value>(&json)
+            .ok()
+            .and_then(|v| v["metadata"]["name"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        if !defined.contains(&(kind.to_string(), name.clone())) {
+            // JSON is YAML: the stored object is a document as it is.
+            all.push(Source::new(format!("(stored {kind}/{name})"), json));
+        }
+    }
+    cutover_manifest::load(&all).map_err(OpError::Invalid)
+}
+
+/// `(kind, name)` of every document in `sources`, read leniently: what does not parse is left
+/// to `load` to report.
+fn defined_objects(sources: &[Source]) -> Vec<(String, String)> {
+    use serde::Deserialize as _;
+    let mut out = Vec::new();
+    for source in sources {
+        for doc in serde_yaml_ng::Deserializer::from_str(&source.text) {
+            let Ok(value) = serde_yaml_ng::Value::deserialize(doc) else {
+                break;
+            };
+            let field = |v: &serde_yaml_ng::Value| v.as_str().unwrap_or_default().to_string();
+            out.push((field(&value["kind"]), field(&value["metadata"]["name"])));
+        }
+    }
+    out
 }
 
 /// `spec.migrations.source.dir` is relative to the manifest's directory; the daemon, whose
@@ -154,6 +218,9 @@ pub fn operate(store: &Store, name: &str, op: &Operation) -> Result<String, OpEr
         let mut rollout = tx
             .rollout(name)?
             .ok_or_else(|| StoreError::NotFound(name.to_string()))?;
+        if let Some(why) = cutover_core::ops::nothing_to_act_on(&rollout, op) {
+            return Err(OpError::NothingToDo(why));
+        }
         let message = change(tx, &mut rollout, op).map_err(OpError::Refused)?;
         tx.put_rollout(&rollout)?;
         Ok(message)

@@ -9,6 +9,7 @@ mod migrations;
 
 pub use migrations::MigrationFailureRow;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
@@ -271,9 +272,11 @@ impl Tx<'_> {
     /// Adds a revision.
     pub fn insert_revision(&self, rollout: &str, row: &RevisionRow) -> Result<(), StoreError> {
         self.0.execute(
+            // The creation time is display-only bookkeeping (AGE), so the database's clock is
+            // good enough and the planner's `now` need not travel here.
             "INSERT OR IGNORE INTO revisions (rollout, hash, revision, template, desired, deadline,
-               role, created_revision, role_metadata)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+               role, created_revision, role_metadata, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
             params![
                 rollout,
                 row.hash,
@@ -301,6 +304,28 @@ impl Tx<'_> {
             params![rollout, hash, revision],
         )?;
         Ok(())
+    }
+
+    /// When each revision of a rollout was created (hash → time); revisions stored before the
+    /// time was kept are missing.
+    pub fn revision_created_at(
+        &self,
+        rollout: &str,
+    ) -> Result<BTreeMap<String, Timestamp>, StoreError> {
+        let mut stmt = self.0.prepare(
+            "SELECT hash, created_at FROM revisions WHERE rollout = ?1 AND created_at IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([rollout], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (hash, at) = row?;
+            if let Ok(at) = at.parse() {
+                out.insert(hash, at);
+            }
+        }
+        Ok(out)
     }
 
     /// Sets a revision's size.
@@ -505,6 +530,15 @@ impl Tx<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Every applied object of a kind (analysis templates), as JSON, by name.
+    pub fn objects(&self, kind: &str) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .0
+            .prepare("SELECT object FROM objects WHERE kind = ?1 ORDER BY name")?;
+        let rows = stmt.query_map([kind], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Another applied object (an analysis template) by kind and name, as JSON.
     pub fn object(&self, kind: &str, name: &str) -> Result<Option<String>, StoreError> {
         Ok(self
@@ -593,12 +627,15 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     if version < 4 {
         // Revisions brought back get a new number; the creation number orders them (the
         // rollback window) and is what migrations record. Runs remember their update's number.
+        // When each revision was created is kept for the AGE column of `get rollout`
+        // (revisions made before this step have none).
         conn.execute_batch(
             "BEGIN;
              ALTER TABLE revisions ADD COLUMN created_revision INTEGER;
              UPDATE revisions SET created_revision = revision;
              ALTER TABLE revisions ADD COLUMN role_metadata TEXT;
              ALTER TABLE runs ADD COLUMN revision INTEGER;
+             ALTER TABLE revisions ADD COLUMN created_at TEXT;
              PRAGMA user_version = 4;
              COMMIT;",
         )?;

@@ -1,10 +1,11 @@
 //! `get analysisrun NAME` (each metric's measurements), `terminate analysisrun NAME`, and the
-//! AnalysisRun lines of the `get rollout` tree, on either backend (see `source`).
+//! INFO cell of the AnalysisRun rows of the `get rollout` tree, on either backend (see
+//! `source`).
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use cutover_local::api::{RolloutView, RunView};
+use cutover_local::api::RunView;
 
 use super::get::Output;
 use super::source::{Backend, Source};
@@ -55,28 +56,16 @@ fn counts(run: &RunView) -> (i32, i32, i32, i32) {
     })
 }
 
-/// One line per run for the rollout tree: `✔ 3 ✖ 0 ? 0 ⚠ 1`.
-pub fn render_runs(view: &RolloutView) -> String {
-    let mut out = String::new();
-    if view.runs.is_empty() {
-        return out;
-    }
-    let _ = writeln!(out, "AnalysisRuns:");
-    for run in &view.runs {
-        let (ok, failed, inconclusive, error) = counts(run);
-        let _ = writeln!(
-            out,
-            "  {:<44} {:<4} {:<13} ✔ {ok} ✖ {failed} ? {inconclusive} ⚠ {error}{}",
-            run.name,
-            run.kind,
-            run.phase,
-            run.message
-                .as_deref()
-                .map(|m| format!("  {m}"))
-                .unwrap_or_default()
-        );
-    }
-    out
+/// The INFO cell of a run in the rollout tree, as Argo writes it: the counts that are not
+/// zero, `✔ 3,✖ 1,? 1,⚠ 2`.
+pub fn counts_info(run: &RunView) -> String {
+    let (ok, failed, inconclusive, error) = counts(run);
+    [("✔", ok), ("✖", failed), ("?", inconclusive), ("⚠", error)]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(icon, n)| format!("{icon} {n}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn render_run(run: &RunView) -> String {

@@ -10,11 +10,26 @@ pub mod logs;
 pub mod migrate;
 pub mod source;
 pub mod target;
+pub mod tree;
 pub mod up;
 pub mod verbs;
 pub mod version;
 
 use cutover_manifest::Diagnostics;
+
+/// Exit codes beyond 0 (done; `status`: Healthy), the same for every verb (README.md, "Exit
+/// codes"; `cutover --help`).
+pub mod exit {
+    /// Invalid manifests, or a request the backend refused; `status`: the rollout is Degraded.
+    pub const REFUSED: u8 = 1;
+    /// No answer: a usage error, an I/O or connection problem; `status`: the timeout passed.
+    pub const NO_ANSWER: u8 = 2;
+    /// The rollout (or analysis run) named does not exist.
+    pub const NOT_FOUND: u8 = 3;
+    /// `promote`, `abort`, `retry rollout`: nothing to act on ("nothing to abort: rollout is
+    /// Healthy"); nothing was changed.
+    pub const NOTHING_TO_DO: u8 = 4;
+}
 
 /// Prints diagnostics to stderr, one per line with its `help:` line.
 pub fn print_diagnostics(diags: &Diagnostics) {

@@ -77,24 +77,30 @@ impl Backend {
     }
 }
 
-/// A refusal (exit 1) or a failure (exit 2).
+/// Why the backend did not do what was asked; each has its exit code (`super::exit`).
 pub enum SourceError {
-    /// The backend refused: not found, bad request.
+    /// The backend refused: a bad request (exit 1).
     Refused(String),
-    /// Connection or server failure.
+    /// The rollout or run named does not exist (exit 3).
+    NotFound(String),
+    /// Nothing to act on (exit 4).
+    NothingToDo(String),
+    /// Connection or server failure (exit 2, through `main`).
     Failed(anyhow::Error),
 }
 
 impl SourceError {
-    /// The CLI's answer: a refusal is printed and exits 1; a failure propagates (exit 2).
+    /// The CLI's answer: the message on stderr and the exit code of its kind; a failure
+    /// propagates.
     pub fn exit(self) -> anyhow::Result<std::process::ExitCode> {
-        match self {
-            SourceError::Refused(message) => {
-                eprintln!("{message}");
-                Ok(std::process::ExitCode::from(1))
-            }
-            SourceError::Failed(e) => Err(e),
-        }
+        let (message, code) = match self {
+            SourceError::Refused(m) => (m, super::exit::REFUSED),
+            SourceError::NotFound(m) => (m, super::exit::NOT_FOUND),
+            SourceError::NothingToDo(m) => (m, super::exit::NOTHING_TO_DO),
+            SourceError::Failed(e) => return Err(e),
+        };
+        eprintln!("{message}");
+        Ok(std::process::ExitCode::from(code))
     }
 }
 
@@ -102,6 +108,8 @@ impl From<ClientError> for SourceError {
     fn from(e: ClientError) -> Self {
         match e {
             ClientError::Refused(m) => SourceError::Refused(m),
+            ClientError::NotFound(m) => SourceError::NotFound(m),
+            ClientError::NothingToDo(m) => SourceError::NothingToDo(m),
             other => SourceError::Failed(other.into()),
         }
     }
@@ -111,6 +119,8 @@ impl From<OpError> for SourceError {
     fn from(e: OpError) -> Self {
         match e {
             OpError::Refused(m) => SourceError::Refused(m),
+            OpError::NotFound(m) => SourceError::NotFound(m),
+            OpError::NothingToDo(m) => SourceError::NothingToDo(m),
             other => SourceError::Failed(other.into()),
         }
     }
@@ -246,7 +256,9 @@ fn run_view(run: AnalysisRun) -> RunView {
     }
 }
 
-/// The display view of a Rollout on Kubernetes: ReplicaSets as revisions, pods as replicas.
+/// The display view of a Rollout on Kubernetes: ReplicaSets as revisions, pods as replicas
+/// (oldest first, as Argo lists them). The Rollout loses its managedFields, as `kubectl get`
+/// hides them.
 fn view(s: Snapshot) -> RolloutView {
     let hash_of = |labels: &std::collections::BTreeMap<String, String>| {
         labels.get(POD_TEMPLATE_HASH_LABEL).cloned()
@@ -256,11 +268,12 @@ fn view(s: Snapshot) -> RolloutView {
         .iter()
         .filter_map(|rs| {
             let hash = hash_of(rs.labels())?;
-            let pods: Vec<&Pod> = s
+            let mut pods: Vec<&Pod> = s
                 .pods
                 .iter()
                 .filter(|p| hash_of(p.labels()).as_ref() == Some(&hash))
                 .collect();
+            pods.sort_by_key(|p| (p.metadata.creation_timestamp.clone(), p.name_any()));
             Some(RevisionView {
                 revision: ops::revision_of(rs).unwrap_or(0),
                 images: rs
@@ -280,6 +293,7 @@ fn view(s: Snapshot) -> RolloutView {
                     .annotations()
                     .get(cutover_kube::SCALE_DOWN_DEADLINE_ANNOTATION)
                     .and_then(|d| d.parse().ok()),
+                created_at: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
                 replicas: pods
                     .iter()
                     .enumerate()
@@ -305,8 +319,10 @@ fn view(s: Snapshot) -> RolloutView {
             generation: 0,
         })
         .collect();
+    let mut rollout = s.rollout;
+    rollout.metadata.managed_fields = None;
     RolloutView {
-        rollout: s.rollout,
+        rollout,
         revisions,
         services,
         events: Vec::new(),
@@ -327,15 +343,46 @@ fn replica(index: usize, pod: &Pod) -> ReplicaView {
                 .sum()
         });
     ReplicaView {
+        name: pod.name_any(),
         index: u32::try_from(index).unwrap_or(u32::MAX),
         pid: None,
         port: 0,
-        phase: status
-            .and_then(|st| st.phase.clone())
-            .unwrap_or_else(|| "Pending".into()),
+        phase: pod_status(pod),
         ready,
         restarts,
+        created_at: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
         last_exit: None,
-        log_path: pod.name_any(),
+        log_path: String::new(),
     }
+}
+
+/// What kubectl shows in a pod's STATUS: the phase, overridden by the reason a container waits
+/// or ended (`CrashLoopBackOff`, `ExitCode:1`), `Terminating` once deleted.
+fn pod_status(pod: &Pod) -> String {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return "Terminating".into();
+    }
+    let status = pod.status.as_ref();
+    let mut reason = status
+        .and_then(|st| st.reason.clone().or_else(|| st.phase.clone()))
+        .unwrap_or_else(|| "Pending".into());
+    for c in status
+        .and_then(|st| st.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let state = c.state.as_ref();
+        if let Some(w) = state
+            .and_then(|s| s.waiting.as_ref())
+            .and_then(|w| w.reason.clone())
+        {
+            reason = w;
+        } else if let Some(t) = state.and_then(|s| s.terminated.as_ref()) {
+            reason = t.reason.clone().unwrap_or_else(|| match t.signal {
+                Some(signal) if signal != 0 => format!("Signal:{signal}"),
+                _ => format!("ExitCode:{}", t.exit_code),
+            });
+        }
+    }
+    reason
 }

@@ -11,18 +11,22 @@ use cutover_local::ops::Operation;
 use super::source::{Backend, Source};
 use super::target::{client, runtime};
 
-/// `cutover apply -f FILE...`: all files are checked first; nothing is applied unless all are
-/// valid.
+/// `cutover apply -f FILE...`: all or nothing. The daemon checks the files as `cutover lint`
+/// does, resolving references (analysis templates, Services) against the files and what it
+/// already holds, so a Rollout can be applied alone after its templates.
 pub fn apply(files: &[PathBuf], state_dir: &Path) -> anyhow::Result<ExitCode> {
     let sources = crate::input::read_sources(files)?;
-    // Lint locally first so the errors come with the same rendering as `cutover lint`.
-    if let Err(diags) = cutover_manifest::load(&sources) {
-        super::print_diagnostics(&diags);
-        eprintln!("nothing applied");
-        return Ok(ExitCode::from(1));
-    }
-    let files: Vec<(String, String)> = sources.into_iter().map(|s| (s.path, s.text)).collect();
     let client = client(state_dir)?;
+    // The client sends absolute paths (the daemon resolves migration directories with them);
+    // diagnostics name the files as the user gave them.
+    let shown: Vec<(String, String)> = sources
+        .iter()
+        .filter_map(|s| {
+            let absolute = std::fs::canonicalize(&s.path).ok()?;
+            Some((absolute.display().to_string(), s.path.clone()))
+        })
+        .collect();
+    let files: Vec<(String, String)> = sources.into_iter().map(|s| (s.path, s.text)).collect();
     match runtime()?.block_on(client.apply(files)) {
         Ok(report) => {
             for line in report.objects {
@@ -31,8 +35,14 @@ pub fn apply(files: &[PathBuf], state_dir: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(ClientError::Refused(message)) => {
-            eprintln!("{message}");
-            Ok(ExitCode::from(1))
+            let message = shown.iter().fold(message, |m, (absolute, given)| {
+                m.replace(&format!("{absolute}:"), &format!("{given}:"))
+            });
+            eprint!("{message}");
+            if !message.ends_with('\n') {
+                eprintln!();
+            }
+            Ok(ExitCode::from(super::exit::REFUSED))
         }
         Err(e) => Err(e.into()),
     }

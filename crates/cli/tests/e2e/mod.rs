@@ -2,6 +2,8 @@
 //! load generator on a Service. Shared by the single-host end-to-end tests.
 #![allow(dead_code)]
 
+pub mod argo;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -168,9 +170,10 @@ impl Daemon {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `get rollout NAME -o json`.
+    /// `get rollout NAME -o view-json`: the composite view (revisions, services, runs).
     pub fn view(&self, name: &str) -> Value {
-        serde_json::from_str(&self.ok(&["get", "rollout", name, "-o", "json"])).expect("json view")
+        serde_json::from_str(&self.ok(&["get", "rollout", name, "-o", "view-json"]))
+            .expect("json view")
     }
 
     /// Polls the view until `done` holds (at most 60 s).

@@ -30,6 +30,12 @@ pub enum ClientError {
     /// The daemon refused the request.
     #[error("{0}")]
     Refused(String),
+    /// The rollout or analysis run named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The operation has nothing to act on ("nothing to abort: rollout is Healthy").
+    #[error("{0}")]
+    NothingToDo(String),
 }
 
 /// A connection to a daemon.
@@ -76,8 +82,13 @@ impl Client {
                 })
                 .collect(),
         };
+        // 409 from apply is a Service that cannot be bound, a refusal like any other.
         self.send(self.http.post(self.url("/v1/apply")).json(&body))
             .await
+            .map_err(|e| match e {
+                ClientError::NothingToDo(m) => ClientError::Refused(m),
+                other => other,
+            })
     }
 
     /// Runs an operation; returns the daemon's message.
@@ -144,7 +155,11 @@ impl Client {
             let message = serde_json::from_slice::<ErrorBody>(&bytes)
                 .map(|b| b.error)
                 .unwrap_or_else(|_| format!("daemon answered {status}"));
-            return Err(ClientError::Refused(message));
+            return Err(match status {
+                reqwest::StatusCode::NOT_FOUND => ClientError::NotFound(message),
+                reqwest::StatusCode::CONFLICT => ClientError::NothingToDo(message),
+                _ => ClientError::Refused(message),
+            });
         }
         serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Refused(format!("unreadable answer from the daemon: {e}")))

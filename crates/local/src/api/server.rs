@@ -230,6 +230,8 @@ fn op_error(e: OpError) -> Response {
         OpError::Invalid(_) | OpError::Refused(_) => {
             error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
         }
+        // The request is understood but the rollout's state leaves nothing to do.
+        OpError::NothingToDo(_) => error(StatusCode::CONFLICT, e.to_string()),
         OpError::Store(crate::store::StoreError::NotFound(_)) => {
             error(StatusCode::NOT_FOUND, e.to_string())
         }

@@ -64,6 +64,9 @@ pub struct RevisionView {
     pub desired: i32,
     /// Scale-down deadline.
     pub deadline: Option<Timestamp>,
+    /// When it was created (unknown for revisions made by an older cutover).
+    #[serde(default)]
+    pub created_at: Option<Timestamp>,
     /// Its replicas.
     pub replicas: Vec<ReplicaView>,
 }
@@ -72,6 +75,9 @@ pub struct RevisionView {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaView {
+    /// Its name: the pod's on Kubernetes, `<rollout>-<hash>-<index>` on one host.
+    #[serde(default)]
+    pub name: String,
     /// Index within the revision.
     pub index: u32,
     /// Process id of its first container.
@@ -84,6 +90,9 @@ pub struct ReplicaView {
     pub ready: bool,
     /// Restarts so far.
     pub restarts: u32,
+    /// When it was created (the pod) or last started (the process group on one host).
+    #[serde(default)]
+    pub created_at: Option<Timestamp>,
     /// Why it last exited.
     pub last_exit: Option<String>,
     /// Its log file.
@@ -113,10 +122,12 @@ impl Engine {
             let Some(rollout) = tx.rollout(name)? else {
                 return Ok(None);
             };
+            let created = tx.revision_created_at(name)?;
             let mut revisions: Vec<RevisionView> = tx
                 .revisions(name)?
                 .into_iter()
                 .map(|row| RevisionView {
+                    created_at: created.get(&row.hash).copied(),
                     images: row
                         .template
                         .spec
@@ -133,6 +144,8 @@ impl Engine {
                         .observe(name, &row.hash)
                         .into_iter()
                         .map(|r| ReplicaView {
+                            name: format!("{name}-{}-{}", row.hash, r.index),
+                            created_at: r.started_at,
                             index: r.index,
                             pid: r.pid,
                             port: r.port,
