@@ -69,6 +69,10 @@ struct Refusal {
 
 /// Converts the Argo Rollouts documents of `source`; other documents pass through unchanged.
 pub fn convert(source: &Source) -> Result<ConvertOutput, Diagnostics> {
+    let too_big = crate::limits::check_sizes(source);
+    if !too_big.is_empty() {
+        return Err(too_big.into_iter().collect());
+    }
     let Ok(indexes) = index_documents(&source.text) else {
         // The loader reports the syntax error with its position.
         return load(std::slice::from_ref(source)).and_then(|_| Err(Diagnostics::new()));
@@ -81,7 +85,10 @@ pub fn convert(source: &Source) -> Result<ConvertOutput, Diagnostics> {
         let Ok(yaml) = serde_yaml_ng::Value::deserialize(document) else {
             return load(std::slice::from_ref(source)).and_then(|_| Err(Diagnostics::new()));
         };
-        let json = yaml_to_json(yaml);
+        let Some(json) = yaml_to_json(yaml) else {
+            // The loader reports it with its position.
+            return load(std::slice::from_ref(source)).and_then(|_| Err(Diagnostics::new()));
+        };
         let Some(index) = indexes.get(n) else {
             continue;
         };

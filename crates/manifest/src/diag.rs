@@ -32,7 +32,7 @@ impl Pos {
 }
 
 /// One finding about a manifest.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Diagnostic {
     /// Error or warning.
     pub severity: Severity,
@@ -56,7 +56,7 @@ impl Diagnostic {
             file: file.to_string(),
             pos,
             path,
-            message: message.into(),
+            message: clip(message.into(), MAX_MESSAGE),
             help: None,
         }
     }
@@ -71,7 +71,7 @@ impl Diagnostic {
 
     /// Adds the fix shown on the `help:` line.
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
+        self.help = Some(clip(help.into(), MAX_HELP));
         self
     }
 
@@ -79,6 +79,26 @@ impl Diagnostic {
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
+}
+
+/// Longest message kept: messages quote values from the input (a name, a bad value), which
+/// may be megabytes long.
+const MAX_MESSAGE: usize = 400;
+
+/// Longest help kept (lists of known field names are the longest real ones).
+const MAX_HELP: usize = 1200;
+
+/// `text` cut to at most `max` bytes (at a character boundary), marked with `…`.
+pub(crate) fn clip(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 /// `rollout.yaml:12:7: spec.strategy.blueGreen.activeService: required`, then the fix on an
@@ -166,15 +186,34 @@ impl Diagnostics {
 
     /// Drops exact duplicates (the same finding reached by two checks).
     pub fn dedup(&mut self) {
-        let mut seen = Vec::new();
-        self.0.retain(|d| {
-            if seen.contains(d) {
-                false
-            } else {
-                seen.push(d.clone());
-                true
-            }
-        });
+        let mut seen = std::collections::HashSet::new();
+        self.0.retain(|d| seen.insert(d.clone()));
+    }
+
+    /// Keeps the first `max` findings and replaces the rest with one that counts them (an
+    /// error if any of them is one).
+    pub fn truncate(&mut self, max: usize) {
+        if self.0.len() <= max {
+            return;
+        }
+        let rest = self.0.split_off(max);
+        let first = &rest[0];
+        let more = if rest.iter().any(Diagnostic::is_error) {
+            Diagnostic::error
+        } else {
+            Diagnostic::warning
+        };
+        self.0.push(
+            more(
+                &first.file,
+                first.pos,
+                FieldPath::root(),
+                format!("{} more problems not listed", rest.len()),
+            )
+            .with_help(format!(
+                "fix the ones above first; at most {max} are listed"
+            )),
+        );
     }
 }
 

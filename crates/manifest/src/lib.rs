@@ -16,10 +16,13 @@
 //!   pod template and Job metric specs are checked against the full Kubernetes schemas even
 //!   though the CRDs keep them opaque.
 //! - Argument references (`{{args.x}}`) are accepted wherever a duration or count is checked.
+//! - Input is bounded (see [`MAX_FILE_BYTES`], [`MAX_DOCUMENT_BYTES`], [`MAX_DEPTH`]): sizes are
+//!   checked before parsing and depth while indexing, so a hostile file is refused at once.
 
 mod checks;
 mod convert;
 mod diag;
+mod limits;
 mod load;
 mod locate;
 mod path;
@@ -28,6 +31,7 @@ mod set;
 
 pub use convert::{ConvertOutput, Converted, convert};
 pub use diag::{Diagnostic, Diagnostics, Pos, Severity};
+pub use limits::{MAX_DEPTH, MAX_DIAGNOSTICS, MAX_DOCUMENT_BYTES, MAX_FILE_BYTES};
 pub use load::{ARGO_API_VERSION, Source, load};
 pub use locate::{DocIndex, NodeLoc, SyntaxError, index_documents};
 pub use path::{FieldPath, Segment};

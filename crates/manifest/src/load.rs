@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::diag::{Diagnostic, Diagnostics, Pos};
+use crate::limits::{MAX_DEPTH, MAX_DIAGNOSTICS};
 use crate::locate::{DocIndex, index_documents};
 use crate::path::{FieldPath, Segment};
 use crate::schema::{Kind, strip_unknown_fields, suggest};
@@ -48,6 +49,7 @@ pub fn load(sources: &[Source]) -> Result<ManifestSet, Diagnostics> {
     let files: Vec<&str> = sources.iter().map(|s| s.path.as_str()).collect();
     diags.dedup();
     diags.sort_by_files(&files);
+    diags.truncate(crate::limits::MAX_DIAGNOSTICS);
     if diags.has_errors() {
         Err(diags)
     } else {
@@ -58,7 +60,19 @@ pub fn load(sources: &[Source]) -> Result<ManifestSet, Diagnostics> {
 
 fn load_source(source: &Source, set: &mut ManifestSet, diags: &mut Diagnostics) {
     let file = source.path.as_str();
+    let too_big = crate::limits::check_sizes(source);
+    if !too_big.is_empty() {
+        diags.extend(too_big);
+        return;
+    }
     let indexes = index_documents(&source.text);
+    if let Err(e) = &indexes
+        && e.too_deep
+    {
+        // The other parser would recurse on it: stop here.
+        diags.push(too_deep(file, e.pos));
+        return;
+    }
     for (n, document) in serde_yaml_ng::Deserializer::from_str(&source.text).enumerate() {
         let yaml = match serde_yaml_ng::Value::deserialize(document) {
             Ok(v) => v,
@@ -75,9 +89,23 @@ fn load_source(source: &Source, set: &mut ManifestSet, diags: &mut Diagnostics) 
             Ok(docs) => docs.get(n).cloned().unwrap_or_default(),
             Err(_) => DocIndex::default(),
         };
+        let Some(json) = yaml_to_json(yaml) else {
+            diags.push(too_deep(file, index.start));
+            continue;
+        };
         let doc = Doc { file, n, index };
-        doc.load(yaml_to_json(yaml), set, diags);
+        doc.load(json, set, diags);
     }
+}
+
+fn too_deep(file: &str, pos: Pos) -> Diagnostic {
+    Diagnostic::error(
+        file,
+        pos,
+        FieldPath::root(),
+        format!("YAML nested deeper than {MAX_DEPTH} levels"),
+    )
+    .with_help("manifests nest far less: look for runaway brackets, indentation or aliases")
 }
 
 fn yaml_error(
@@ -103,10 +131,20 @@ fn yaml_error(
 }
 
 /// Converts a YAML value to JSON: the API types deserialize from JSON shapes, and JSON gives
-/// serde_path_to_error string keys to name. Non-string keys become their text.
-pub(crate) fn yaml_to_json(yaml: serde_yaml_ng::Value) -> Value {
+/// serde_path_to_error string keys to name. Non-string keys become their text. `None` when
+/// the value nests deeper than [`MAX_DEPTH`]: the text is bounded while it is indexed, but
+/// aliases can repeat a deep node inside another.
+pub(crate) fn yaml_to_json(yaml: serde_yaml_ng::Value) -> Option<Value> {
+    to_json(yaml, 0)
+}
+
+fn to_json(yaml: serde_yaml_ng::Value, depth: usize) -> Option<Value> {
     use serde_yaml_ng::Value as Y;
-    match yaml {
+    let nested = |v| to_json(v, depth + 1);
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    Some(match yaml {
         Y::Null => Value::Null,
         Y::Bool(b) => Value::Bool(b),
         Y::Number(n) => {
@@ -121,14 +159,14 @@ pub(crate) fn yaml_to_json(yaml: serde_yaml_ng::Value) -> Value {
             }
         }
         Y::String(s) => Value::String(s),
-        Y::Sequence(items) => Value::Array(items.into_iter().map(yaml_to_json).collect()),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(nested).collect::<Option<_>>()?),
         Y::Mapping(map) => Value::Object(
             map.into_iter()
-                .map(|(k, v)| (key_text(k), yaml_to_json(v)))
-                .collect(),
+                .map(|(k, v)| Some((key_text(k), nested(v)?)))
+                .collect::<Option<_>>()?,
         ),
-        Y::Tagged(tagged) => yaml_to_json(tagged.value),
-    }
+        Y::Tagged(tagged) => to_json(tagged.value, depth)?,
+    })
 }
 
 fn key_text(key: serde_yaml_ng::Value) -> String {
@@ -183,11 +221,23 @@ impl Doc<'_> {
         let Some(kind) = self.kind(&api_version, &kind, diags) else {
             return;
         };
-        for unknown in strip_unknown_fields(kind, &mut json) {
+        for (i, unknown) in strip_unknown_fields(kind, &mut json)
+            .into_iter()
+            .enumerate()
+        {
             let name = unknown.path.last_key().unwrap_or_default();
-            let help = match suggest(name, unknown.known.iter().map(String::as_str)) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => format!("known fields here: {}", unknown.known.join(", ")),
+            // Suggestions cost a string distance per known name; past the findings that will
+            // be listed, a flood of unknown fields only needs counting.
+            let help = if i >= MAX_DIAGNOSTICS {
+                "remove it".to_string()
+            } else {
+                match old_name(name) {
+                    Some(hint) => hint,
+                    None => match suggest(name, unknown.known.iter().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("known fields here: {}", unknown.known.join(", ")),
+                    },
+                }
             };
             diags.push(
                 self.error(
@@ -315,6 +365,19 @@ impl Doc<'_> {
         self.error(pos, path.clone(), message.to_string())
             .with_help("write a value of the type this field takes")
     }
+}
+
+/// The fix for a field that Argo Rollouts used to have under another name.
+fn old_name(name: &str) -> Option<String> {
+    let new = match name {
+        "maxFailures" => "failureLimit",
+        "maxInconclusive" => "inconclusiveLimit",
+        "maxConsecutiveErrors" => "consecutiveErrorLimit",
+        _ => return None,
+    };
+    Some(format!(
+        "`{name}` is Argo Rollouts' old name of `{new}`: rename it to `{new}`"
+    ))
 }
 
 /// Placeholders tried, in order, where a value is missing or of the wrong type.
