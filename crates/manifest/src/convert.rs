@@ -16,7 +16,7 @@ use crate::path::FieldPath;
 use crate::set::ManifestSet;
 
 /// Argo kinds that have a cutover twin of the same name and fields.
-const CONVERTIBLE: [&str; 4] = [
+pub(crate) const CONVERTIBLE: [&str; 4] = [
     "Rollout",
     "AnalysisTemplate",
     "ClusterAnalysisTemplate",
@@ -101,7 +101,7 @@ pub fn convert(source: &Source) -> Result<ConvertOutput, Diagnostics> {
             diags.push(
                 Diagnostic::error(
                     &source.path,
-                    index.locate_value(&api_path),
+                    index.locate_value(&FieldPath::root().key("kind")),
                     FieldPath::root(),
                     format!("Argo Rollouts kind `{kind}` has no cutover equivalent"),
                 )

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::checks::Target;
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::limits::{MAX_DEPTH, MAX_DIAGNOSTICS};
 use crate::locate::{DocIndex, index_documents};
@@ -34,18 +35,24 @@ impl Source {
 /// The `apiVersion` of Argo Rollouts' resources, recognised so the error can point at `convert`.
 pub const ARGO_API_VERSION: &str = "argoproj.io/v1alpha1";
 
-/// Loads and validates every document of `sources`.
+/// Loads and validates every document of `sources`, for either backend ([`Target::Any`]).
 ///
 /// Returns the typed objects when no error was found (warnings travel in
 /// [`ManifestSet::warnings`]); otherwise every error and warning of every file, sorted by file
 /// (in the order given), line and column.
 pub fn load(sources: &[Source]) -> Result<ManifestSet, Diagnostics> {
+    load_for(sources, Target::Any)
+}
+
+/// [`load`] for one backend: adds warnings about fields that do nothing there. The errors are
+/// the same for every target, so what one backend refuses, all refuse.
+pub fn load_for(sources: &[Source], target: Target) -> Result<ManifestSet, Diagnostics> {
     let mut set = ManifestSet::default();
     let mut diags = Diagnostics::new();
     for source in sources {
         load_source(source, &mut set, &mut diags);
     }
-    crate::checks::check(&set, &mut diags);
+    crate::checks::check(&set, target, &mut diags);
     let files: Vec<&str> = sources.iter().map(|s| s.path.as_str()).collect();
     diags.dedup();
     diags.sort_by_files(&files);
@@ -261,7 +268,8 @@ impl Doc<'_> {
         };
     }
 
-    /// Recognises the document's type, or reports what is supported.
+    /// Recognises the document's type, or reports what is supported: at the `kind` when the
+    /// apiVersion is cutover's or Argo's (the kind is what is wrong), else at the apiVersion.
     fn kind(&self, api_version: &str, kind: &str, diags: &mut Diagnostics) -> Option<Kind> {
         let cutover = [
             Kind::Rollout,
@@ -269,9 +277,6 @@ impl Doc<'_> {
             Kind::ClusterAnalysisTemplate,
             Kind::AnalysisRun,
         ];
-        let at = self
-            .index
-            .locate_value(&FieldPath::root().key("apiVersion"));
         let known = match api_version {
             API_VERSION => cutover.iter().copied().find(|k| k.name() == kind),
             "v1" if kind == "Service" => Some(Kind::Service),
@@ -280,20 +285,35 @@ impl Doc<'_> {
         if known.is_some() {
             return known;
         }
+        let root = FieldPath::root();
+        let at_kind = self.index.locate_value(&root.key("kind"));
+        let at_version = self.index.locate_value(&root.key("apiVersion"));
         let message = format!("unsupported document: apiVersion `{api_version}`, kind `{kind}`");
-        let help = if api_version == ARGO_API_VERSION {
-            format!(
+        let (at, message, help) = if api_version == ARGO_API_VERSION
+            && crate::convert::CONVERTIBLE.contains(&kind)
+        {
+            let help = format!(
                 "this is an Argo Rollouts manifest: run `cutover convert -f {}` to turn it into a cutover one",
                 self.file
-            )
+            );
+            (at_version, message, help)
+        } else if api_version == ARGO_API_VERSION {
+            let message = format!("Argo Rollouts kind `{kind}` has no cutover equivalent");
+            let help = format!(
+                "cutover reads {}; remove this document or keep it on Argo Rollouts",
+                crate::convert::CONVERTIBLE.join(", ")
+            );
+            (at_kind, message, help)
         } else if api_version == API_VERSION {
             let names = cutover.map(Kind::name);
-            match suggest(kind, names) {
+            let help = match suggest(kind, names) {
                 Some(s) => format!("did you mean kind `{s}`? {SUPPORTED}"),
                 None => SUPPORTED.to_string(),
-            }
+            };
+            (at_kind, message, help)
         } else {
-            format!("{SUPPORTED}; apply other objects with the tool that manages them")
+            let help = format!("{SUPPORTED}; apply other objects with the tool that manages them");
+            (at_version, message, help)
         };
         diags.push(self.error(at, FieldPath::root(), message).with_help(help));
         None
