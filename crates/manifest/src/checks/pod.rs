@@ -202,6 +202,23 @@ fn restart_policy<T>(
     }
 }
 
+/// A [`View`] of a `Container` or an `EphemeralContainer`: two types with the same fields.
+macro_rules! view {
+    ($path:expr, $c:expr) => {
+        View {
+            path: $path,
+            name: &$c.name,
+            ports: $c.ports.as_deref().unwrap_or_default(),
+            resources: $c.resources.as_ref(),
+            probes: [
+                ("livenessProbe", $c.liveness_probe.as_ref()),
+                ("readinessProbe", $c.readiness_probe.as_ref()),
+                ("startupProbe", $c.startup_probe.as_ref()),
+            ],
+        }
+    };
+}
+
 fn containers<'a>(base: &FieldPath, spec: &'a PodSpec) -> Vec<View<'a>> {
     let mut out = Vec::new();
     let lists = [
@@ -210,31 +227,11 @@ fn containers<'a>(base: &FieldPath, spec: &'a PodSpec) -> Vec<View<'a>> {
     ];
     for (list, containers) in lists {
         for (i, c) in containers.into_iter().flatten().enumerate() {
-            out.push(View {
-                path: base.key(list).index(i),
-                name: &c.name,
-                ports: c.ports.as_deref().unwrap_or_default(),
-                resources: c.resources.as_ref(),
-                probes: [
-                    ("livenessProbe", c.liveness_probe.as_ref()),
-                    ("readinessProbe", c.readiness_probe.as_ref()),
-                    ("startupProbe", c.startup_probe.as_ref()),
-                ],
-            });
+            out.push(view!(base.key(list).index(i), c));
         }
     }
     for (i, c) in spec.ephemeral_containers.iter().flatten().enumerate() {
-        out.push(View {
-            path: base.key("ephemeralContainers").index(i),
-            name: &c.name,
-            ports: c.ports.as_deref().unwrap_or_default(),
-            resources: c.resources.as_ref(),
-            probes: [
-                ("livenessProbe", c.liveness_probe.as_ref()),
-                ("readinessProbe", c.readiness_probe.as_ref()),
-                ("startupProbe", c.startup_probe.as_ref()),
-            ],
-        });
+        out.push(view!(base.key("ephemeralContainers").index(i), c));
     }
     out
 }
