@@ -13,6 +13,8 @@ pub enum Severity {
     Error,
     /// The manifests work, but probably not as the author meant.
     Warning,
+    /// Worth knowing, nothing to fix (e.g. a document `convert` passed through unchanged).
+    Note,
 }
 
 /// A 1-based line and column in a source text (columns count characters).
@@ -69,6 +71,14 @@ impl Diagnostic {
         }
     }
 
+    /// A note.
+    pub fn note(file: &str, pos: Pos, path: FieldPath, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Note,
+            ..Self::error(file, pos, path, message)
+        }
+    }
+
     /// Adds the fix shown on the `help:` line.
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(clip(help.into(), MAX_HELP));
@@ -107,8 +117,10 @@ pub(crate) fn clip(mut text: String, max: usize) -> String {
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}: ", self.file, self.pos.line, self.pos.column)?;
-        if self.severity == Severity::Warning {
-            f.write_str("warning: ")?;
+        match self.severity {
+            Severity::Error => {}
+            Severity::Warning => f.write_str("warning: ")?,
+            Severity::Note => f.write_str("note: ")?,
         }
         if !self.path.is_root() {
             write!(f, "{}: ", self.path)?;
@@ -153,7 +165,12 @@ impl Diagnostics {
 
     /// The warnings.
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.0.iter().filter(|d| !d.is_error())
+        self.0.iter().filter(|d| d.severity == Severity::Warning)
+    }
+
+    /// The notes.
+    pub fn notes(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.0.iter().filter(|d| d.severity == Severity::Note)
     }
 
     /// All findings.
@@ -200,8 +217,10 @@ impl Diagnostics {
         let first = &rest[0];
         let more = if rest.iter().any(Diagnostic::is_error) {
             Diagnostic::error
-        } else {
+        } else if rest.iter().any(|d| d.severity == Severity::Warning) {
             Diagnostic::warning
+        } else {
+            Diagnostic::note
         };
         self.0.push(
             more(

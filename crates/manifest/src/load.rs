@@ -47,12 +47,33 @@ pub fn load(sources: &[Source]) -> Result<ManifestSet, Diagnostics> {
 /// [`load`] for one backend: adds warnings about fields that do nothing there. The errors are
 /// the same for every target, so what one backend refuses, all refuse.
 pub fn load_for(sources: &[Source], target: Target) -> Result<ManifestSet, Diagnostics> {
+    load_with(
+        sources,
+        LoadOptions {
+            target,
+            pass_foreign: false,
+        },
+    )
+}
+
+/// How [`load_with`] reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The backend the manifests are for.
+    pub target: Target,
+    /// Documents of kinds cutover does not read (a Secret, an Ingress, a ConfigMap) get a note
+    /// instead of an error: for `convert`, whose output carries them unchanged.
+    pub pass_foreign: bool,
+}
+
+/// [`load`] with options.
+pub fn load_with(sources: &[Source], options: LoadOptions) -> Result<ManifestSet, Diagnostics> {
     let mut set = ManifestSet::default();
     let mut diags = Diagnostics::new();
     for source in sources {
-        load_source(source, &mut set, &mut diags);
+        load_source(source, options.pass_foreign, &mut set, &mut diags);
     }
-    crate::checks::check(&set, target, &mut diags);
+    crate::checks::check(&set, options.target, &mut diags);
     let files: Vec<&str> = sources.iter().map(|s| s.path.as_str()).collect();
     diags.dedup();
     diags.sort_by_files(&files);
@@ -65,7 +86,12 @@ pub fn load_for(sources: &[Source], target: Target) -> Result<ManifestSet, Diagn
     }
 }
 
-fn load_source(source: &Source, set: &mut ManifestSet, diags: &mut Diagnostics) {
+fn load_source(
+    source: &Source,
+    pass_foreign: bool,
+    set: &mut ManifestSet,
+    diags: &mut Diagnostics,
+) {
     let file = source.path.as_str();
     let too_big = crate::limits::check_sizes(source);
     if !too_big.is_empty() {
@@ -100,7 +126,12 @@ fn load_source(source: &Source, set: &mut ManifestSet, diags: &mut Diagnostics) 
             diags.push(too_deep(file, index.start));
             continue;
         };
-        let doc = Doc { file, n, index };
+        let doc = Doc {
+            file,
+            n,
+            index,
+            pass_foreign,
+        };
         doc.load(json, set, diags);
     }
 }
@@ -190,6 +221,8 @@ struct Doc<'a> {
     file: &'a str,
     n: usize,
     index: DocIndex,
+    /// Notes instead of errors for documents of kinds cutover does not read.
+    pass_foreign: bool,
 }
 
 const SUPPORTED: &str = "cutover reads cutover.dev/v1alpha1 Rollout, AnalysisTemplate, \
@@ -311,12 +344,27 @@ impl Doc<'_> {
                 None => SUPPORTED.to_string(),
             };
             (at_kind, message, help)
+        } else if self.pass_foreign {
+            diags.push(self.note_foreign(api_version, kind, at_kind));
+            return None;
         } else {
             let help = format!("{SUPPORTED}; apply other objects with the tool that manages them");
             (at_version, message, help)
         };
         diags.push(self.error(at, FieldPath::root(), message).with_help(help));
         None
+    }
+
+    fn note_foreign(&self, api_version: &str, kind: &str, at: Pos) -> Diagnostic {
+        Diagnostic::note(
+            self.file,
+            at,
+            FieldPath::root(),
+            format!("{kind} ({api_version}) passed through unchanged"),
+        )
+        .with_help(format!(
+            "cutover does not manage {kind} objects: apply it with the tool that does (e.g. kubectl)"
+        ))
     }
 
     /// Deserializes into the API type. serde stops at the first problem, so each type error or
