@@ -31,15 +31,6 @@ pub fn read_sources(paths: &[impl AsRef<Path>]) -> anyhow::Result<Vec<Source>> {
     Ok(sources)
 }
 
-/// Reads one file or, for `-`, stdin.
-pub fn read_one(path: &Path) -> anyhow::Result<Source> {
-    if path == Path::new("-") {
-        read_stdin()
-    } else {
-        read_file(path)
-    }
-}
-
 fn read_stdin() -> anyhow::Result<Source> {
     let mut text = String::new();
     std::io::stdin()

@@ -59,14 +59,24 @@ enum Command {
         /// Repeatable.
         #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// The backend the manifests are for: `local` (one host), `kubernetes`, or `any` (only
+        /// what holds on both). Fields that do nothing there get a warning. Default: the
+        /// backend the other verbs act on (Kubernetes with --kubeconfig, --context, -n, -A,
+        /// CUTOVER_BACKEND=kubernetes or as kubectl-cutover; one host otherwise).
+        #[arg(long, value_enum, value_name = "BACKEND")]
+        backend: Option<commands::lint::LintBackend>,
     },
     /// Turn Argo Rollouts manifests into cutover ones (apiVersion rewritten in place, comments
-    /// kept). Fails, writing nothing, when something cannot be carried over.
+    /// kept). Fails, writing nothing, when something cannot be carried over. Documents of other
+    /// kinds (a Secret, an Ingress) pass through unchanged, with a note.
     Convert {
-        /// The manifest file to convert, or `-` for stdin.
-        #[arg(short = 'f', long = "filename", value_name = "FILE")]
-        file: PathBuf,
-        /// Write the result here instead of stdout (only when the conversion fully succeeded).
+        /// A manifest file, a directory (its *.yaml and *.yml files), or `-` for stdin.
+        /// Repeatable: files are converted together, so a template kept in another file is
+        /// found.
+        #[arg(short = 'f', long = "filename", required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Write the result here instead of stdout (only when every file converted). With
+        /// several files, OUT is a directory that receives each under its own file name.
         #[arg(short = 'o', long = "output", value_name = "OUT")]
         output: Option<PathBuf>,
     },
@@ -356,8 +366,8 @@ fn run(command: Command, backend: &commands::source::Backend) -> anyhow::Result<
             follow,
             b.local_only("logs", "`kubectl logs`")?,
         ),
-        Command::Lint { files } => commands::lint::run(&files),
-        Command::Convert { file, output } => commands::convert::run(&file, output.as_deref()),
+        Command::Lint { files, backend } => commands::lint::run(&files, backend, b),
+        Command::Convert { files, output } => commands::convert::run(&files, output.as_deref()),
         Command::Crds { output } => commands::crds::run(output),
         Command::Demo(args) => commands::demo::run(args),
         Command::DemoApp { args } => Ok(cutover_demo_app::main_with(args)),

@@ -3,20 +3,23 @@
 //! cutover keeps Argo's field names, so converting is rewriting `apiVersion` — done in the text,
 //! at the scalar's exact span, so comments, order and formatting survive. Whatever cutover cannot
 //! carry (canary, workloadRef, providers it lacks) is reported with its location and fails the
-//! conversion; nothing is dropped silently. The result is then loaded with [`crate::load`].
+//! conversion; nothing is dropped silently. The results of all files given are then loaded
+//! together (so references between files resolve); documents of kinds cutover does not read
+//! (a Secret, an Ingress) pass through unchanged with a note.
 
 use cutover_core::api::API_VERSION;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::checks::Target;
 use crate::diag::{Diagnostic, Diagnostics, Pos};
-use crate::load::{ARGO_API_VERSION, Source, load, yaml_to_json};
+use crate::load::{ARGO_API_VERSION, LoadOptions, Source, load, load_with, yaml_to_json};
 use crate::locate::{DocIndex, index_documents};
 use crate::path::FieldPath;
 use crate::set::ManifestSet;
 
 /// Argo kinds that have a cutover twin of the same name and fields.
-const CONVERTIBLE: [&str; 4] = [
+pub(crate) const CONVERTIBLE: [&str; 4] = [
     "Rollout",
     "AnalysisTemplate",
     "ClusterAnalysisTemplate",
@@ -36,15 +39,36 @@ const UNSUPPORTED_PROVIDERS: [&str; 9] = [
     "plugin",
 ];
 
-/// A successful conversion.
+/// A successful conversion of one file.
 #[derive(Clone, Debug)]
 pub struct ConvertOutput {
     /// The converted text: the input with Argo apiVersions rewritten, byte for byte otherwise.
     pub text: String,
     /// The documents whose apiVersion was rewritten.
     pub converted: Vec<Converted>,
-    /// The converted documents, loaded (warnings in [`ManifestSet::warnings`]).
+    /// The converted documents, loaded (warnings and notes in [`ManifestSet::warnings`]).
     pub set: ManifestSet,
+}
+
+/// A successful conversion of several files, loaded together.
+#[derive(Clone, Debug)]
+pub struct ConvertedFiles {
+    /// One converted file per source, in the order given.
+    pub files: Vec<ConvertedFile>,
+    /// Every converted document, loaded together so that references between files resolve
+    /// (warnings and notes in [`ManifestSet::warnings`]).
+    pub set: ManifestSet,
+}
+
+/// One converted file.
+#[derive(Clone, Debug)]
+pub struct ConvertedFile {
+    /// The source's display name.
+    pub path: String,
+    /// The converted text.
+    pub text: String,
+    /// The documents whose apiVersion was rewritten.
+    pub converted: Vec<Converted>,
 }
 
 /// One rewritten document.
@@ -67,21 +91,124 @@ struct Refusal {
     path: FieldPath,
 }
 
-/// Converts the Argo Rollouts documents of `source`; other documents pass through unchanged.
+/// One file after its Argo documents were rewritten, before the load.
+struct Rewritten {
+    text: String,
+    converted: Vec<Converted>,
+    refusals: Vec<Refusal>,
+    /// First line of each document, to find which one a load finding is about.
+    starts: Vec<usize>,
+}
+
+/// Converts the Argo Rollouts documents of `source`; other documents pass through unchanged
+/// (with a note for kinds cutover does not read).
 pub fn convert(source: &Source) -> Result<ConvertOutput, Diagnostics> {
-    let Ok(indexes) = index_documents(&source.text) else {
-        // The loader reports the syntax error with its position.
-        return load(std::slice::from_ref(source)).and_then(|_| Err(Diagnostics::new()));
-    };
+    let mut all = convert_all(std::slice::from_ref(source))?;
+    let file = all.files.pop().map(|f| (f.text, f.converted));
+    let (text, converted) = file.unwrap_or_default();
+    Ok(ConvertOutput {
+        text,
+        converted,
+        set: all.set,
+    })
+}
+
+/// Converts several files, as Argo Rollouts users keep them (a Rollout here, its analysis
+/// templates there): each is rewritten on its own, then all are loaded together, so a template
+/// defined in another given file is found. All or nothing: any error refuses every file.
+pub fn convert_all(sources: &[Source]) -> Result<ConvertedFiles, Diagnostics> {
     let mut diags = Diagnostics::new();
+    for source in sources {
+        diags.extend(crate::limits::check_sizes(source));
+    }
+    if diags.has_errors() {
+        return Err(diags);
+    }
+    let mut rewritten = Vec::new();
+    for source in sources {
+        match rewrite(source, &mut diags) {
+            Some(r) => rewritten.push(r),
+            // A syntax error: the loader reports it with its position.
+            None => {
+                if let Err(d) = load(std::slice::from_ref(source)) {
+                    diags.extend(d.into_iter().filter(Diagnostic::is_error));
+                }
+            }
+        }
+    }
+    if rewritten.len() < sources.len() {
+        return Err(diags);
+    }
+    let converted: Vec<Source> = sources
+        .iter()
+        .zip(&rewritten)
+        .map(|(s, r)| Source::new(s.path.clone(), r.text.clone()))
+        .collect();
+    let options = LoadOptions {
+        target: Target::Any,
+        pass_foreign: true,
+    };
+    let (set, load_diags) = match load_with(&converted, options) {
+        Ok(set) => {
+            let warnings = set.warnings.clone();
+            (Some(set), warnings)
+        }
+        Err(d) => (None, d),
+    };
+    for d in load_diags {
+        let Some((_, r)) = sources
+            .iter()
+            .zip(&rewritten)
+            .find(|(s, _)| s.path == d.file)
+        else {
+            diags.push(d);
+            continue;
+        };
+        let document = r
+            .starts
+            .iter()
+            .rposition(|line| *line <= d.pos.line)
+            .unwrap_or(0);
+        if !r
+            .refusals
+            .iter()
+            .any(|x| x.document == document && x.covers(&d))
+        {
+            diags.push(d);
+        }
+    }
+    let files: Vec<&str> = sources.iter().map(|s| s.path.as_str()).collect();
+    diags.sort_by_files(&files);
+    match set {
+        Some(set) if !diags.has_errors() => Ok(ConvertedFiles {
+            files: sources
+                .iter()
+                .zip(rewritten)
+                .map(|(s, r)| ConvertedFile {
+                    path: s.path.clone(),
+                    text: r.text,
+                    converted: r.converted,
+                })
+                .collect(),
+            set: ManifestSet {
+                warnings: diags,
+                ..set
+            },
+        }),
+        _ => Err(diags),
+    }
+}
+
+/// Rewrites the Argo documents of one file, reporting what cannot be carried over. `None` on a
+/// YAML syntax error.
+fn rewrite(source: &Source, diags: &mut Diagnostics) -> Option<Rewritten> {
+    let indexes = index_documents(&source.text).ok()?;
     let mut refusals = Vec::new();
     let mut edits = Vec::new();
     let mut converted = Vec::new();
     for (n, document) in serde_yaml_ng::Deserializer::from_str(&source.text).enumerate() {
-        let Ok(yaml) = serde_yaml_ng::Value::deserialize(document) else {
-            return load(std::slice::from_ref(source)).and_then(|_| Err(Diagnostics::new()));
-        };
-        let json = yaml_to_json(yaml);
+        let yaml = serde_yaml_ng::Value::deserialize(document).ok()?;
+        let json = yaml_to_json(yaml)?;
         let Some(index) = indexes.get(n) else {
             continue;
         };
@@ -94,7 +221,7 @@ pub fn convert(source: &Source) -> Result<ConvertOutput, Diagnostics> {
             diags.push(
                 Diagnostic::error(
                     &source.path,
-                    index.locate_value(&api_path),
+                    index.locate_value(&FieldPath::root().key("kind")),
                     FieldPath::root(),
                     format!("Argo Rollouts kind `{kind}` has no cutover equivalent"),
                 )
@@ -113,7 +240,7 @@ pub fn convert(source: &Source) -> Result<ConvertOutput, Diagnostics> {
             file: &source.path,
             index,
             document: n,
-            diags: &mut diags,
+            diags: &mut *diags,
             refusals: &mut refusals,
         };
         scan.document(kind, &json);
@@ -133,40 +260,12 @@ pub fn convert(source: &Source) -> Result<ConvertOutput, Diagnostics> {
             });
         }
     }
-    let text = apply_edits(&source.text, &edits);
-    let loaded = load(&[Source::new(source.path.clone(), text.clone())]);
-    let (set, load_diags) = match loaded {
-        Ok(set) => {
-            let warnings = set.warnings.clone();
-            (Some(set), warnings)
-        }
-        Err(d) => (None, d),
-    };
-    let starts: Vec<usize> = indexes.iter().map(|d| d.start.line).collect();
-    for d in load_diags {
-        let document = starts
-            .iter()
-            .rposition(|line| *line <= d.pos.line)
-            .unwrap_or(0);
-        if !refusals
-            .iter()
-            .any(|r| r.document == document && r.covers(&d))
-        {
-            diags.push(d);
-        }
-    }
-    diags.sort_by_files(&[&source.path]);
-    match set {
-        Some(set) if !diags.has_errors() => Ok(ConvertOutput {
-            text,
-            converted,
-            set: ManifestSet {
-                warnings: diags,
-                ..set
-            },
-        }),
-        _ => Err(diags),
-    }
+    Some(Rewritten {
+        text: apply_edits(&source.text, &edits),
+        converted,
+        refusals,
+        starts: indexes.iter().map(|d| d.start.line).collect(),
+    })
 }
 
 impl Refusal {

@@ -13,6 +13,8 @@ pub enum Severity {
     Error,
     /// The manifests work, but probably not as the author meant.
     Warning,
+    /// Worth knowing, nothing to fix (e.g. a document `convert` passed through unchanged).
+    Note,
 }
 
 /// A 1-based line and column in a source text (columns count characters).
@@ -32,7 +34,7 @@ impl Pos {
 }
 
 /// One finding about a manifest.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Diagnostic {
     /// Error or warning.
     pub severity: Severity,
@@ -56,7 +58,7 @@ impl Diagnostic {
             file: file.to_string(),
             pos,
             path,
-            message: message.into(),
+            message: clip(message.into(), MAX_MESSAGE),
             help: None,
         }
     }
@@ -69,9 +71,17 @@ impl Diagnostic {
         }
     }
 
+    /// A note.
+    pub fn note(file: &str, pos: Pos, path: FieldPath, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Note,
+            ..Self::error(file, pos, path, message)
+        }
+    }
+
     /// Adds the fix shown on the `help:` line.
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
+        self.help = Some(clip(help.into(), MAX_HELP));
         self
     }
 
@@ -81,14 +91,36 @@ impl Diagnostic {
     }
 }
 
+/// Longest message kept: messages quote values from the input (a name, a bad value), which
+/// may be megabytes long.
+const MAX_MESSAGE: usize = 400;
+
+/// Longest help kept (lists of known field names are the longest real ones).
+const MAX_HELP: usize = 1200;
+
+/// `text` cut to at most `max` bytes (at a character boundary), marked with `…`.
+pub(crate) fn clip(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
+}
+
 /// `rollout.yaml:12:7: spec.strategy.blueGreen.activeService: required`, then the fix on an
 /// indented `help:` line. Warnings carry `warning:` after the location; errors carry nothing, so
 /// the first line is exactly `file:line:column: path: message`.
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}: ", self.file, self.pos.line, self.pos.column)?;
-        if self.severity == Severity::Warning {
-            f.write_str("warning: ")?;
+        match self.severity {
+            Severity::Error => {}
+            Severity::Warning => f.write_str("warning: ")?,
+            Severity::Note => f.write_str("note: ")?,
         }
         if !self.path.is_root() {
             write!(f, "{}: ", self.path)?;
@@ -133,7 +165,12 @@ impl Diagnostics {
 
     /// The warnings.
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.0.iter().filter(|d| !d.is_error())
+        self.0.iter().filter(|d| d.severity == Severity::Warning)
+    }
+
+    /// The notes.
+    pub fn notes(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.0.iter().filter(|d| d.severity == Severity::Note)
     }
 
     /// All findings.
@@ -166,15 +203,36 @@ impl Diagnostics {
 
     /// Drops exact duplicates (the same finding reached by two checks).
     pub fn dedup(&mut self) {
-        let mut seen = Vec::new();
-        self.0.retain(|d| {
-            if seen.contains(d) {
-                false
-            } else {
-                seen.push(d.clone());
-                true
-            }
-        });
+        let mut seen = std::collections::HashSet::new();
+        self.0.retain(|d| seen.insert(d.clone()));
+    }
+
+    /// Keeps the first `max` findings and replaces the rest with one that counts them (an
+    /// error if any of them is one).
+    pub fn truncate(&mut self, max: usize) {
+        if self.0.len() <= max {
+            return;
+        }
+        let rest = self.0.split_off(max);
+        let first = &rest[0];
+        let more = if rest.iter().any(Diagnostic::is_error) {
+            Diagnostic::error
+        } else if rest.iter().any(|d| d.severity == Severity::Warning) {
+            Diagnostic::warning
+        } else {
+            Diagnostic::note
+        };
+        self.0.push(
+            more(
+                &first.file,
+                first.pos,
+                FieldPath::root(),
+                format!("{} more problems not listed", rest.len()),
+            )
+            .with_help(format!(
+                "fix the ones above first; at most {max} are listed"
+            )),
+        );
     }
 }
 

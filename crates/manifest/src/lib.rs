@@ -16,19 +16,24 @@
 //!   pod template and Job metric specs are checked against the full Kubernetes schemas even
 //!   though the CRDs keep them opaque.
 //! - Argument references (`{{args.x}}`) are accepted wherever a duration or count is checked.
+//! - Input is bounded (see [`MAX_FILE_BYTES`], [`MAX_DOCUMENT_BYTES`], [`MAX_DEPTH`]): sizes are
+//!   checked before parsing and depth while indexing, so a hostile file is refused at once.
 
 mod checks;
 mod convert;
 mod diag;
+mod limits;
 mod load;
 mod locate;
 mod path;
 mod schema;
 mod set;
 
-pub use convert::{ConvertOutput, Converted, convert};
+pub use checks::{LOCAL_REPLICA_LIMIT, Target};
+pub use convert::{ConvertOutput, Converted, ConvertedFile, ConvertedFiles, convert, convert_all};
 pub use diag::{Diagnostic, Diagnostics, Pos, Severity};
-pub use load::{ARGO_API_VERSION, Source, load};
+pub use limits::{MAX_DEPTH, MAX_DIAGNOSTICS, MAX_DOCUMENT_BYTES, MAX_FILE_BYTES};
+pub use load::{ARGO_API_VERSION, LoadOptions, Source, load, load_for, load_with};
 pub use locate::{DocIndex, NodeLoc, SyntaxError, index_documents};
 pub use path::{FieldPath, Segment};
 pub use schema::{Kind, UnknownField, strip_unknown_fields, suggest};

@@ -5,7 +5,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::checks::Target;
 use crate::diag::{Diagnostic, Diagnostics, Pos};
+use crate::limits::{MAX_DEPTH, MAX_DIAGNOSTICS};
 use crate::locate::{DocIndex, index_documents};
 use crate::path::{FieldPath, Segment};
 use crate::schema::{Kind, strip_unknown_fields, suggest};
@@ -33,21 +35,49 @@ impl Source {
 /// The `apiVersion` of Argo Rollouts' resources, recognised so the error can point at `convert`.
 pub const ARGO_API_VERSION: &str = "argoproj.io/v1alpha1";
 
-/// Loads and validates every document of `sources`.
+/// Loads and validates every document of `sources`, for either backend ([`Target::Any`]).
 ///
 /// Returns the typed objects when no error was found (warnings travel in
 /// [`ManifestSet::warnings`]); otherwise every error and warning of every file, sorted by file
 /// (in the order given), line and column.
 pub fn load(sources: &[Source]) -> Result<ManifestSet, Diagnostics> {
+    load_for(sources, Target::Any)
+}
+
+/// [`load`] for one backend: adds warnings about fields that do nothing there. The errors are
+/// the same for every target, so what one backend refuses, all refuse.
+pub fn load_for(sources: &[Source], target: Target) -> Result<ManifestSet, Diagnostics> {
+    load_with(
+        sources,
+        LoadOptions {
+            target,
+            pass_foreign: false,
+        },
+    )
+}
+
+/// How [`load_with`] reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The backend the manifests are for.
+    pub target: Target,
+    /// Documents of kinds cutover does not read (a Secret, an Ingress, a ConfigMap) get a note
+    /// instead of an error: for `convert`, whose output carries them unchanged.
+    pub pass_foreign: bool,
+}
+
+/// [`load`] with options.
+pub fn load_with(sources: &[Source], options: LoadOptions) -> Result<ManifestSet, Diagnostics> {
     let mut set = ManifestSet::default();
     let mut diags = Diagnostics::new();
     for source in sources {
-        load_source(source, &mut set, &mut diags);
+        load_source(source, options.pass_foreign, &mut set, &mut diags);
     }
-    crate::checks::check(&set, &mut diags);
+    crate::checks::check(&set, options.target, &mut diags);
     let files: Vec<&str> = sources.iter().map(|s| s.path.as_str()).collect();
     diags.dedup();
     diags.sort_by_files(&files);
+    diags.truncate(crate::limits::MAX_DIAGNOSTICS);
     if diags.has_errors() {
         Err(diags)
     } else {
@@ -56,9 +86,26 @@ pub fn load(sources: &[Source]) -> Result<ManifestSet, Diagnostics> {
     }
 }
 
-fn load_source(source: &Source, set: &mut ManifestSet, diags: &mut Diagnostics) {
+fn load_source(
+    source: &Source,
+    pass_foreign: bool,
+    set: &mut ManifestSet,
+    diags: &mut Diagnostics,
+) {
     let file = source.path.as_str();
+    let too_big = crate::limits::check_sizes(source);
+    if !too_big.is_empty() {
+        diags.extend(too_big);
+        return;
+    }
     let indexes = index_documents(&source.text);
+    if let Err(e) = &indexes
+        && e.too_deep
+    {
+        // The other parser would recurse on it: stop here.
+        diags.push(too_deep(file, e.pos));
+        return;
+    }
     for (n, document) in serde_yaml_ng::Deserializer::from_str(&source.text).enumerate() {
         let yaml = match serde_yaml_ng::Value::deserialize(document) {
             Ok(v) => v,
@@ -75,9 +122,28 @@ fn load_source(source: &Source, set: &mut ManifestSet, diags: &mut Diagnostics) 
             Ok(docs) => docs.get(n).cloned().unwrap_or_default(),
             Err(_) => DocIndex::default(),
         };
-        let doc = Doc { file, n, index };
-        doc.load(yaml_to_json(yaml), set, diags);
+        let Some(json) = yaml_to_json(yaml) else {
+            diags.push(too_deep(file, index.start));
+            continue;
+        };
+        let doc = Doc {
+            file,
+            n,
+            index,
+            pass_foreign,
+        };
+        doc.load(json, set, diags);
     }
+}
+
+fn too_deep(file: &str, pos: Pos) -> Diagnostic {
+    Diagnostic::error(
+        file,
+        pos,
+        FieldPath::root(),
+        format!("YAML nested deeper than {MAX_DEPTH} levels"),
+    )
+    .with_help("manifests nest far less: look for runaway brackets, indentation or aliases")
 }
 
 fn yaml_error(
@@ -103,10 +169,20 @@ fn yaml_error(
 }
 
 /// Converts a YAML value to JSON: the API types deserialize from JSON shapes, and JSON gives
-/// serde_path_to_error string keys to name. Non-string keys become their text.
-pub(crate) fn yaml_to_json(yaml: serde_yaml_ng::Value) -> Value {
+/// serde_path_to_error string keys to name. Non-string keys become their text. `None` when
+/// the value nests deeper than [`MAX_DEPTH`]: the text is bounded while it is indexed, but
+/// aliases can repeat a deep node inside another.
+pub(crate) fn yaml_to_json(yaml: serde_yaml_ng::Value) -> Option<Value> {
+    to_json(yaml, 0)
+}
+
+fn to_json(yaml: serde_yaml_ng::Value, depth: usize) -> Option<Value> {
     use serde_yaml_ng::Value as Y;
-    match yaml {
+    let nested = |v| to_json(v, depth + 1);
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    Some(match yaml {
         Y::Null => Value::Null,
         Y::Bool(b) => Value::Bool(b),
         Y::Number(n) => {
@@ -121,14 +197,14 @@ pub(crate) fn yaml_to_json(yaml: serde_yaml_ng::Value) -> Value {
             }
         }
         Y::String(s) => Value::String(s),
-        Y::Sequence(items) => Value::Array(items.into_iter().map(yaml_to_json).collect()),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(nested).collect::<Option<_>>()?),
         Y::Mapping(map) => Value::Object(
             map.into_iter()
-                .map(|(k, v)| (key_text(k), yaml_to_json(v)))
-                .collect(),
+                .map(|(k, v)| Some((key_text(k), nested(v)?)))
+                .collect::<Option<_>>()?,
         ),
-        Y::Tagged(tagged) => yaml_to_json(tagged.value),
-    }
+        Y::Tagged(tagged) => to_json(tagged.value, depth)?,
+    })
 }
 
 fn key_text(key: serde_yaml_ng::Value) -> String {
@@ -145,6 +221,8 @@ struct Doc<'a> {
     file: &'a str,
     n: usize,
     index: DocIndex,
+    /// Notes instead of errors for documents of kinds cutover does not read.
+    pass_foreign: bool,
 }
 
 const SUPPORTED: &str = "cutover reads cutover.dev/v1alpha1 Rollout, AnalysisTemplate, \
@@ -183,11 +261,23 @@ impl Doc<'_> {
         let Some(kind) = self.kind(&api_version, &kind, diags) else {
             return;
         };
-        for unknown in strip_unknown_fields(kind, &mut json) {
+        for (i, unknown) in strip_unknown_fields(kind, &mut json)
+            .into_iter()
+            .enumerate()
+        {
             let name = unknown.path.last_key().unwrap_or_default();
-            let help = match suggest(name, unknown.known.iter().map(String::as_str)) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => format!("known fields here: {}", unknown.known.join(", ")),
+            // Suggestions cost a string distance per known name; past the findings that will
+            // be listed, a flood of unknown fields only needs counting.
+            let help = if i >= MAX_DIAGNOSTICS {
+                "remove it".to_string()
+            } else {
+                match old_name(name) {
+                    Some(hint) => hint,
+                    None => match suggest(name, unknown.known.iter().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("known fields here: {}", unknown.known.join(", ")),
+                    },
+                }
             };
             diags.push(
                 self.error(
@@ -211,7 +301,8 @@ impl Doc<'_> {
         };
     }
 
-    /// Recognises the document's type, or reports what is supported.
+    /// Recognises the document's type, or reports what is supported: at the `kind` when the
+    /// apiVersion is cutover's or Argo's (the kind is what is wrong), else at the apiVersion.
     fn kind(&self, api_version: &str, kind: &str, diags: &mut Diagnostics) -> Option<Kind> {
         let cutover = [
             Kind::Rollout,
@@ -219,9 +310,6 @@ impl Doc<'_> {
             Kind::ClusterAnalysisTemplate,
             Kind::AnalysisRun,
         ];
-        let at = self
-            .index
-            .locate_value(&FieldPath::root().key("apiVersion"));
         let known = match api_version {
             API_VERSION => cutover.iter().copied().find(|k| k.name() == kind),
             "v1" if kind == "Service" => Some(Kind::Service),
@@ -230,23 +318,53 @@ impl Doc<'_> {
         if known.is_some() {
             return known;
         }
+        let root = FieldPath::root();
+        let at_kind = self.index.locate_value(&root.key("kind"));
+        let at_version = self.index.locate_value(&root.key("apiVersion"));
         let message = format!("unsupported document: apiVersion `{api_version}`, kind `{kind}`");
-        let help = if api_version == ARGO_API_VERSION {
-            format!(
+        let (at, message, help) = if api_version == ARGO_API_VERSION
+            && crate::convert::CONVERTIBLE.contains(&kind)
+        {
+            let help = format!(
                 "this is an Argo Rollouts manifest: run `cutover convert -f {}` to turn it into a cutover one",
                 self.file
-            )
+            );
+            (at_version, message, help)
+        } else if api_version == ARGO_API_VERSION {
+            let message = format!("Argo Rollouts kind `{kind}` has no cutover equivalent");
+            let help = format!(
+                "cutover reads {}; remove this document or keep it on Argo Rollouts",
+                crate::convert::CONVERTIBLE.join(", ")
+            );
+            (at_kind, message, help)
         } else if api_version == API_VERSION {
             let names = cutover.map(Kind::name);
-            match suggest(kind, names) {
+            let help = match suggest(kind, names) {
                 Some(s) => format!("did you mean kind `{s}`? {SUPPORTED}"),
                 None => SUPPORTED.to_string(),
-            }
+            };
+            (at_kind, message, help)
+        } else if self.pass_foreign {
+            diags.push(self.note_foreign(api_version, kind, at_kind));
+            return None;
         } else {
-            format!("{SUPPORTED}; apply other objects with the tool that manages them")
+            let help = format!("{SUPPORTED}; apply other objects with the tool that manages them");
+            (at_version, message, help)
         };
         diags.push(self.error(at, FieldPath::root(), message).with_help(help));
         None
+    }
+
+    fn note_foreign(&self, api_version: &str, kind: &str, at: Pos) -> Diagnostic {
+        Diagnostic::note(
+            self.file,
+            at,
+            FieldPath::root(),
+            format!("{kind} ({api_version}) passed through unchanged"),
+        )
+        .with_help(format!(
+            "cutover does not manage {kind} objects: apply it with the tool that does (e.g. kubectl)"
+        ))
     }
 
     /// Deserializes into the API type. serde stops at the first problem, so each type error or
@@ -315,6 +433,19 @@ impl Doc<'_> {
         self.error(pos, path.clone(), message.to_string())
             .with_help("write a value of the type this field takes")
     }
+}
+
+/// The fix for a field that Argo Rollouts used to have under another name.
+fn old_name(name: &str) -> Option<String> {
+    let new = match name {
+        "maxFailures" => "failureLimit",
+        "maxInconclusive" => "inconclusiveLimit",
+        "maxConsecutiveErrors" => "consecutiveErrorLimit",
+        _ => return None,
+    };
+    Some(format!(
+        "`{name}` is Argo Rollouts' old name of `{new}`: rename it to `{new}`"
+    ))
 }
 
 /// Placeholders tried, in order, where a value is missing or of the wrong type.

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 
 use crate::diag::Pos;
+use crate::limits::MAX_DEPTH;
 use crate::path::FieldPath;
 
 /// Where one node sits in the text.
@@ -31,13 +32,16 @@ pub struct DocIndex {
     nodes: HashMap<FieldPath, NodeLoc>,
 }
 
-/// A YAML syntax error found by the event parser.
+/// A YAML syntax error found by the event parser, or nesting past [`MAX_DEPTH`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyntaxError {
     /// Where the parser stopped.
     pub pos: Pos,
     /// The parser's explanation.
     pub message: String,
+    /// True when the text nests deeper than [`MAX_DEPTH`]: reading stopped there, and the
+    /// text must not be handed to another parser.
+    pub too_deep: bool,
 }
 
 impl DocIndex {
@@ -102,7 +106,9 @@ fn pos_of(span: &Span) -> Pos {
     Pos::new(span.start.line(), span.start.col() + 1)
 }
 
-/// Indexes every document of `text`, in order.
+/// Indexes every document of `text`, in order. Stops at the first syntax error, and at the
+/// first node nested deeper than [`MAX_DEPTH`]: the parser is streaming, so a hostile text costs
+/// only what was read up to there.
 pub fn index_documents(text: &str) -> Result<Vec<DocIndex>, SyntaxError> {
     let mut docs = Vec::new();
     let mut current: Option<DocIndex> = None;
@@ -111,6 +117,9 @@ pub fn index_documents(text: &str) -> Result<Vec<DocIndex>, SyntaxError> {
         let (event, span) = item.map_err(|e| SyntaxError {
             pos: Pos::new(e.marker().line(), e.marker().col() + 1),
             message: e.info().to_string(),
+            // The scanner's own bound on flow nesting (255 levels), met before the events
+            // reach ours when the brackets come in one run.
+            too_deep: e.info() == "recursion limit exceeded",
         })?;
         match event {
             Event::DocumentStart(_) => {
@@ -141,6 +150,13 @@ pub fn index_documents(text: &str) -> Result<Vec<DocIndex>, SyntaxError> {
                 node_start(&mut stack, current.as_mut(), &span, None, (0, 0), false);
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(SyntaxError {
+                        pos: pos_of(&span),
+                        message: format!("YAML nested deeper than {MAX_DEPTH} levels"),
+                        too_deep: true,
+                    });
+                }
                 let path = node_start(&mut stack, current.as_mut(), &span, None, (0, 0), false);
                 stack.push(match event {
                     Event::MappingStart(..) => Frame::Map { path, key: None },

@@ -1,7 +1,7 @@
 //! `convert`: Argo Rollouts documents become cutover ones with only their apiVersion changed;
 //! what cutover cannot carry fails the conversion with a located reason.
 
-use cutover_manifest::{Source, convert, load};
+use cutover_manifest::{Source, convert, convert_all, load};
 use insta::assert_snapshot;
 
 fn example(name: &str) -> String {
@@ -167,4 +167,86 @@ spec:
         .replace("argoproj.io/v1alpha1 # was", "cutover.dev/v1alpha1 # was")
         .replace("'argoproj.io/v1alpha1'", "'cutover.dev/v1alpha1'");
     assert_eq!(out.text, expected);
+}
+
+/// The blue/green example split as Argo users keep it: the Rollout and its Services in one
+/// file, the analysis template in another.
+fn split_example() -> (String, String) {
+    let text = example("rollout-bluegreen.yaml");
+    let docs: Vec<&str> = text.split("\n---\n").collect();
+    let template = docs[1].to_string();
+    let rest = [docs[0], docs[2], docs[3]].join("\n---\n");
+    (rest, template)
+}
+
+#[test]
+fn a_template_in_another_given_file_is_found() {
+    let (rollout, template) = split_example();
+    // Alone, the Rollout's template is missing: refused, as before.
+    let alone = refused("rollout.yaml", &rollout);
+    assert!(
+        alone.contains("AnalysisTemplate `success-rate` not found"),
+        "{alone}"
+    );
+    // Given together, both files convert, each keeping its own text.
+    let sources = [
+        Source::new("rollout.yaml", rollout.as_str()),
+        Source::new("template.yaml", template.as_str()),
+    ];
+    let out = match convert_all(&sources) {
+        Ok(out) => out,
+        Err(d) => panic!("{d}"),
+    };
+    assert!(out.set.warnings.is_empty(), "{}", out.set.warnings);
+    let files: Vec<(&str, usize)> = out
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.converted.len()))
+        .collect();
+    assert_eq!(files, [("rollout.yaml", 1), ("template.yaml", 1)]);
+    assert_eq!(
+        out.files[1].text,
+        template.replace("argoproj.io/v1alpha1", "cutover.dev/v1alpha1")
+    );
+    assert!(out.set.analysis_template("success-rate", None).is_some());
+}
+
+#[test]
+fn errors_of_every_file_refuse_all_of_them() {
+    let (rollout, template) = split_example();
+    let broken = template.replace("interval: 30s", "interval: 30 seconds");
+    assert_ne!(broken, template, "the example has an interval");
+    let sources = [
+        Source::new("rollout.yaml", rollout.as_str()),
+        Source::new("template.yaml", broken.as_str()),
+    ];
+    let diags = convert_all(&sources).err().map(|d| d.to_string());
+    assert!(
+        diags
+            .as_deref()
+            .is_some_and(|d| d.starts_with("template.yaml:") && d.contains("invalid duration")),
+        "{diags:?}"
+    );
+}
+
+#[test]
+fn foreign_documents_pass_through_with_a_note() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/convert/mixed.yaml"
+    );
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let text = text.as_str();
+    let out = match convert(&Source::new("mixed.yaml", text)) {
+        Ok(out) => out,
+        Err(d) => panic!("{d}"),
+    };
+    assert_eq!(
+        out.text,
+        text.replacen("argoproj.io/v1alpha1", "cutover.dev/v1alpha1", 1)
+    );
+    assert_snapshot!(out.set.warnings.to_string());
+    assert_eq!(out.set.warnings.notes().count(), 3);
+    // Lint and apply still refuse them: only convert carries them.
+    assert!(load(&[Source::new("mixed.yaml", out.text.as_str())]).is_err());
 }

@@ -131,6 +131,10 @@ impl fmt::Debug for Condition {
 impl Condition {
     /// Translates and compiles `source`, checking it reads no variable but `result`.
     pub fn compile(source: &str) -> Result<Self, ConditionError> {
+        on_cel_stack(|| Self::compile_here(source))
+    }
+
+    fn compile_here(source: &str) -> Result<Self, ConditionError> {
         let cel = to_cel(source)?;
         let program = Program::compile(&cel).map_err(|e| ConditionError::Cel(e.to_string()))?;
         let refs = program.references();
@@ -167,6 +171,10 @@ impl Condition {
     /// past the end of an empty vector, a comparison of a string with a number) and a value
     /// that is not a boolean are errors: the measurement is an Error, never a silent pass.
     pub fn evaluate(&self, value: &ResultValue) -> Result<bool, String> {
+        on_cel_stack(|| self.evaluate_here(value))
+    }
+
+    fn evaluate_here(&self, value: &ResultValue) -> Result<bool, String> {
         let mut ctx = Context::default();
         ctx.add_variable_from_value("result", to_cel_value(value));
         add_helpers(&mut ctx);
@@ -179,6 +187,18 @@ impl Condition {
             Err(e) => Err(format!("condition `{}`: {e}", self.source)),
         }
     }
+}
+
+/// Stack for CEL's compiler (an ANTLR parser) and evaluator, which recurse on the expression.
+/// At the deepest nesting [`super::expr::MAX_NESTING`] lets through they need up to ~8 MiB in a
+/// debug build, more than the 2 MiB of a tokio worker thread, where the daemon and the
+/// controller evaluate. Memory is reserved, and committed only as far as it is used.
+const CEL_STACK: usize = 16 * 1024 * 1024;
+
+/// Runs `f` on a stack of [`CEL_STACK`] bytes: the current one when that much is left, else a
+/// fresh one, so that no condition can overflow the caller's thread.
+fn on_cel_stack<T>(f: impl FnOnce() -> T) -> T {
+    stacker::maybe_grow(CEL_STACK, CEL_STACK, f)
 }
 
 /// Argo's helpers that CEL lacks. Registration fails only on a name clash with CEL's standard

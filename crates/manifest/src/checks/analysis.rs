@@ -8,7 +8,7 @@ use cutover_core::api::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::{Diagnostic, Diagnostics, clip};
 use crate::path::FieldPath;
 use crate::set::{HasMeta, Located, ManifestSet};
 
@@ -192,7 +192,8 @@ fn check_metric<T>(o: &Located<T>, path: &FieldPath, m: &Metric, diags: &mut Dia
         {
             diags.push(err(
                 &path.key(name),
-                format!("invalid condition `{}`: {e}", c.trim()),
+                // The condition is quoted short: the reason after it must stay readable.
+                format!("invalid condition `{}`: {e}", clip(c.trim().to_string(), 60)),
                 "write a boolean expression over `result`, e.g. `result[0] >= 0.95` or `len(result) > 0 && result[0] < 0.01`",
             ));
         }

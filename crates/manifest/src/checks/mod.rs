@@ -2,18 +2,28 @@
 //! ranges, durations, selector/label agreement). Each finding carries a location and a fix.
 
 mod analysis;
+mod backend;
 mod migrations;
+mod names;
+mod pod;
+mod quantity;
 mod rollout;
+mod service;
 mod traffic;
 
 use std::collections::HashMap;
+
+use cutover_core::api::{Argument, Metric};
+
+pub use backend::{LOCAL_REPLICA_LIMIT, Target};
+use names::{Rule, check_labels, check_name};
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::path::FieldPath;
 use crate::set::{HasMeta, Located, ManifestSet};
 
-/// Runs every check over a loaded set.
-pub(crate) fn check(set: &ManifestSet, diags: &mut Diagnostics) {
+/// Runs every check over a loaded set, for the backend `target`.
+pub(crate) fn check(set: &ManifestSet, target: Target, diags: &mut Diagnostics) {
     duplicates("Rollout", &set.rollouts, diags);
     duplicates("Service", &set.services, diags);
     duplicates("AnalysisTemplate", &set.analysis_templates, diags);
@@ -24,28 +34,145 @@ pub(crate) fn check(set: &ManifestSet, diags: &mut Diagnostics) {
     );
     duplicates("AnalysisRun", &set.analysis_runs, diags);
     for r in &set.rollouts {
-        keep(r, diags, |d| rollout::check(set, r, d));
-        keep(r, diags, |d| traffic::check(r, d));
-        keep(r, diags, |d| migrations::check(r, d));
+        keep(r, diags, |d| {
+            meta(r, Rule::Dns1123Subdomain, d);
+            rollout_name_fits_a_label(r, d);
+            rollout::check(set, r, d);
+            traffic::check(r, d);
+            migrations::check(r, d);
+            rollout::check_names(r, d);
+            let template = FieldPath::parse("spec.template");
+            pod::check_template(r, &template, &r.value.spec.template, pod::Owner::Rollout, d);
+            backend::check_rollout(r, target, d);
+        });
+    }
+    for s in &set.services {
+        keep(s, diags, |d| {
+            meta(s, Rule::Dns1035Label, d);
+            service::check(set, s, d);
+        });
     }
     for t in &set.analysis_templates {
         let s = &t.value.spec;
         keep(t, diags, |d| {
-            analysis::check_spec(set, t, &s.metrics, &s.args, &s.templates, d)
+            meta(t, Rule::Dns1123Subdomain, d);
+            analysis::check_spec(set, t, &s.metrics, &s.args, &s.templates, d);
+            metrics(t, &s.metrics, &s.args, target, d);
         });
     }
     for t in &set.cluster_analysis_templates {
         let s = &t.value.spec;
         keep(t, diags, |d| {
-            analysis::check_spec(set, t, &s.metrics, &s.args, &s.templates, d)
+            meta(t, Rule::Dns1123Subdomain, d);
+            analysis::check_spec(set, t, &s.metrics, &s.args, &s.templates, d);
+            metrics(t, &s.metrics, &s.args, target, d);
         });
     }
     for t in &set.analysis_runs {
         let s = &t.value.spec;
         keep(t, diags, |d| {
-            analysis::check_spec(set, t, &s.metrics, &s.args, &[], d)
+            meta(t, Rule::Dns1123Subdomain, d);
+            analysis::check_spec(set, t, &s.metrics, &s.args, &[], d);
+            metrics(t, &s.metrics, &s.args, target, d);
         });
     }
+}
+
+/// The object's name (by `rule`), namespace and labels.
+fn meta<T: HasMeta>(o: &Located<T>, rule: Rule, diags: &mut Diagnostics) {
+    let m = o.value.meta();
+    let base = FieldPath::root().key("metadata");
+    if let Some(name) = m.name.as_deref().filter(|n| !n.is_empty()) {
+        check_name(o, &base.key("name"), "name", name, rule, diags);
+    }
+    if let Some(ns) = &m.namespace {
+        check_name(
+            o,
+            &base.key("namespace"),
+            "namespace",
+            ns,
+            Rule::Dns1123Label,
+            diags,
+        );
+    }
+    check_labels(o, &base.key("labels"), m.labels.as_ref(), diags);
+}
+
+/// cutover labels a Rollout's AnalysisRuns with the Rollout's name, and a label value holds
+/// at most 63 characters: a longer (otherwise valid) name would fail every analysis.
+fn rollout_name_fits_a_label<T: HasMeta>(r: &Located<T>, diags: &mut Diagnostics) {
+    let name = r.name();
+    let len = name.chars().count();
+    if len > 63 && Rule::Dns1123Subdomain.check(name).is_none() {
+        diags.push(err_value(
+            r,
+            &FieldPath::parse("metadata.name"),
+            format!("is {len} characters long; a Rollout's name is at most 63"),
+            "shorten it: cutover labels the Rollout's AnalysisRuns with its name, and a label value holds at most 63 characters",
+        ));
+    }
+}
+
+/// What the analysis checks leave to others: job metrics' Jobs, and the backend's warnings.
+fn metrics<T>(
+    o: &Located<T>,
+    metrics: &[Metric],
+    args: &[Argument],
+    target: Target,
+    diags: &mut Diagnostics,
+) {
+    for (i, m) in metrics.iter().enumerate() {
+        let Some(job) = &m.provider.job else { continue };
+        let base = FieldPath::root()
+            .key("spec")
+            .key("metrics")
+            .index(i)
+            .key("provider")
+            .key("job");
+        let labels = job.metadata.as_ref().map(|md| &md.labels);
+        check_labels(o, &base.key("metadata").key("labels"), labels, diags);
+        pod::check_job(o, &base.key("spec"), &job.spec, diags);
+    }
+    backend::check_analysis(o, metrics, args, target, diags);
+}
+
+/// An error about the field at `path`, pointing at its key.
+pub(crate) fn err<T>(o: &Located<T>, path: &FieldPath, message: String, help: &str) -> Diagnostic {
+    Diagnostic::error(&o.file, o.locate(path), path.clone(), message).with_help(help)
+}
+
+/// An error about the value at `path`, pointing at the value.
+pub(crate) fn err_value<T>(
+    o: &Located<T>,
+    path: &FieldPath,
+    message: String,
+    help: &str,
+) -> Diagnostic {
+    Diagnostic::error(&o.file, o.locate_value(path), path.clone(), message).with_help(help)
+}
+
+/// Reports the number at `path` when it is below `min`.
+pub(crate) fn at_least<T>(
+    o: &Located<T>,
+    path: &FieldPath,
+    value: Option<i64>,
+    min: i64,
+    help: &str,
+    diags: &mut Diagnostics,
+) {
+    if let Some(v) = value.filter(|v| *v < min) {
+        let message = if min == 0 {
+            format!("must be 0 or more, got {v}")
+        } else {
+            format!("must be at least {min}, got {v}")
+        };
+        diags.push(err_value(o, path, message, help));
+    }
+}
+
+/// A warning about the field at `path`, pointing at its key.
+pub(crate) fn warn<T>(o: &Located<T>, path: &FieldPath, message: String, help: &str) -> Diagnostic {
+    Diagnostic::warning(&o.file, o.locate(path), path.clone(), message).with_help(help)
 }
 
 /// Runs the checks of one object, dropping findings about values that loading already reported

@@ -12,6 +12,7 @@ use crate::path::FieldPath;
 use crate::set::{Located, ManifestSet};
 
 use super::analysis::required_args;
+use super::names::{Rule, check_labels, check_name};
 
 pub(super) fn check(set: &ManifestSet, r: &Located<Rollout>, diags: &mut Diagnostics) {
     let spec = &r.value.spec;
@@ -153,6 +154,60 @@ pub(super) fn check(set: &ManifestSet, r: &Located<Rollout>, diags: &mut Diagnos
         if let Some(analysis) = analysis {
             check_analysis(set, r, &bg_path.key(name), analysis, diags);
         }
+    }
+}
+
+/// Names the Rollout refers to or gives: Services (DNS-1035 labels, as Service names are),
+/// analysis templates, and the labels of its selector and role metadata.
+pub(super) fn check_names(r: &Located<Rollout>, diags: &mut Diagnostics) {
+    let spec = &r.value.spec;
+    let bg = &spec.strategy.blue_green;
+    let bg_path = FieldPath::parse("spec.strategy.blueGreen");
+    let services = [
+        ("activeService", Some(bg.active_service.as_str())),
+        ("previewService", bg.preview_service.as_deref()),
+    ];
+    for (field, name) in services {
+        if let Some(name) = name.filter(|n| !n.trim().is_empty()) {
+            check_name(
+                r,
+                &bg_path.key(field),
+                "Service name",
+                name,
+                Rule::Dns1035Label,
+                diags,
+            );
+        }
+    }
+    let analyses = [
+        ("prePromotionAnalysis", &bg.pre_promotion_analysis),
+        ("postPromotionAnalysis", &bg.post_promotion_analysis),
+    ];
+    for (field, analysis) in analyses {
+        for (i, t) in analysis.iter().flat_map(|a| &a.templates).enumerate() {
+            let path = bg_path
+                .key(field)
+                .key("templates")
+                .index(i)
+                .key("templateName");
+            check_name(
+                r,
+                &path,
+                "template name",
+                &t.template_name,
+                Rule::Dns1123Subdomain,
+                diags,
+            );
+        }
+    }
+    let selector = FieldPath::parse("spec.selector.matchLabels");
+    check_labels(r, &selector, spec.selector.match_labels.as_ref(), diags);
+    for (field, metadata) in [
+        ("activeMetadata", &bg.active_metadata),
+        ("previewMetadata", &bg.preview_metadata),
+    ] {
+        let labels = metadata.as_ref().map(|m| &m.labels);
+        check_labels(r, &bg_path.key(field).key("labels"), labels, diags);
     }
 }
 

@@ -1,7 +1,7 @@
 //! Printing the parsed condition as CEL: Argo's functions and predicates become CEL functions
 //! and macros, everything fully parenthesised so precedence cannot change on the way.
 
-use super::{Ast, ExprError, FUNCTIONS};
+use super::{Ast, ExprError, ExprErrorKind, FUNCTIONS, MAX_CEL_LEN};
 
 pub(super) fn cel_string(s: &str) -> String {
     let mut out = String::from("\"");
@@ -23,7 +23,24 @@ fn var(depth: usize) -> String {
     format!("__it{depth}")
 }
 
-pub(super) fn emit(ast: &Ast, out: &mut String, _depth: usize) -> Result<(), ExprError> {
+/// Prints `ast` as CEL onto `out`, refusing once the text passes [`MAX_CEL_LEN`]: each node
+/// checks what it printed, so a growing subtree is stopped before its parent copies it again.
+pub(super) fn emit(ast: &Ast, out: &mut String, depth: usize) -> Result<(), ExprError> {
+    let start = out.len();
+    emit_node(ast, out, depth)?;
+    if out.len() - start > MAX_CEL_LEN {
+        return Err(ExprError {
+            column: 1,
+            message: format!(
+                "the condition translates to more than {MAX_CEL_LEN} bytes of CEL (nested `default` repeats its argument); simplify it"
+            ),
+            kind: ExprErrorKind::TooLong,
+        });
+    }
+    Ok(())
+}
+
+fn emit_node(ast: &Ast, out: &mut String, _depth: usize) -> Result<(), ExprError> {
     let e = |a: &Ast| -> Result<String, ExprError> {
         let mut s = String::new();
         emit(a, &mut s, 0)?;
@@ -42,10 +59,10 @@ pub(super) fn emit(ast: &Ast, out: &mut String, _depth: usize) -> Result<(), Exp
         Ast::Binary(op, a, b) => out.push_str(&format!("({} {op} {})", e(a)?, e(b)?)),
         Ast::Cond(c, a, b) => out.push_str(&format!("({} ? {} : {})", e(c)?, e(a)?, e(b)?)),
         Ast::Lambda(_, _) => {
-            return Err(ExprError {
-                column: 1,
-                message: "a `{ … }` predicate is only allowed as the last argument of all, any, none, one, filter, map or count".into(),
-            });
+            return Err(ExprError::syntax(
+                1,
+                "a `{ … }` predicate is only allowed as the last argument of all, any, none, one, filter, map or count",
+            ));
         }
         Ast::Method(recv, name, args, col) => {
             let recv = e(recv)?;
@@ -83,10 +100,10 @@ fn call(name: &str, args: &[Ast], col: usize) -> Result<String, ExprError> {
         if args.len() == n {
             Ok(())
         } else {
-            Err(ExprError {
-                column: col,
-                message: format!("`{name}` takes {n} argument(s), got {}", args.len()),
-            })
+            Err(ExprError::syntax(
+                col,
+                format!("`{name}` takes {n} argument(s), got {}", args.len()),
+            ))
         }
     };
     let e = |a: &Ast| -> Result<String, ExprError> {
@@ -97,12 +114,12 @@ fn call(name: &str, args: &[Ast], col: usize) -> Result<String, ExprError> {
     let macro_over = |cel: &str| -> Result<String, ExprError> {
         arity(2)?;
         let Ast::Lambda(..) = &args[1] else {
-            return Err(ExprError {
-                column: col,
-                message: format!(
+            return Err(ExprError::syntax(
+                col,
+                format!(
                     "`{name}` takes a list and a `{{ … }}` predicate, e.g. {name}(result, {{# > 0.9}})"
                 ),
-            });
+            ));
         };
         method(&format!("({})", e(&args[0])?), cel, &args[1..], col)
     };
@@ -156,12 +173,10 @@ fn call(name: &str, args: &[Ast], col: usize) -> Result<String, ExprError> {
         "map" => macro_over("map")?,
         "count" => format!("size({})", macro_over("filter")?),
         other => {
-            return Err(ExprError {
-                column: col,
-                message: format!(
-                    "function `{other}` is not supported; supported functions: {FUNCTIONS}"
-                ),
-            });
+            return Err(ExprError::syntax(
+                col,
+                format!("function `{other}` is not supported; supported functions: {FUNCTIONS}"),
+            ));
         }
     })
 }

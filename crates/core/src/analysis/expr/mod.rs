@@ -7,12 +7,32 @@
 //! accepted: CEL forms (`size(result)`, `result.all(x, x > 0.9)`, `has(result.a)`) parse too and
 //! come out unchanged. Anything neither dialect shares with the other is refused with its name
 //! and column, never guessed.
+//!
+//! Conditions come from manifests, so they are hostile input: the source length, the nesting
+//! depth of the tree and the length of the CEL written are bounded ([`MAX_SOURCE_LEN`],
+//! [`MAX_NESTING`], [`MAX_CEL_LEN`]). Past a bound the answer is an [`ExprError`] of kind
+//! [`ExprErrorKind::TooLong`] or [`ExprErrorKind::TooDeep`], never a stack overflow: the
+//! parser, the printer and CEL's own compiler and evaluator all recurse on the tree.
 
 use std::fmt;
 
 mod emit;
 
 use emit::{cel_string, emit};
+
+/// The longest condition accepted, in bytes. Real conditions are one line; this leaves room
+/// for long string literals and regular expressions.
+pub const MAX_SOURCE_LEN: usize = 4096;
+
+/// The deepest nesting accepted: parentheses, calls, indexes, predicates, unary operators and
+/// chains of binary operators or members all count, since each adds a level to the tree that
+/// the printer and CEL recurse on. CEL's parser refuses past 96 levels of its own; conditions
+/// in use stay under 10.
+pub const MAX_NESTING: usize = 32;
+
+/// The longest CEL text a condition may become. `default(x, d)` repeats `x`, so nested
+/// defaults grow the output exponentially; this bound stops that early.
+pub const MAX_CEL_LEN: usize = 32 * 1024;
 
 /// A condition that could not be translated.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +42,31 @@ pub struct ExprError {
     pub column: usize,
     /// What is wrong and what to write instead.
     pub message: String,
+    /// Which kind of problem it is.
+    pub kind: ExprErrorKind,
+}
+
+/// What kind of problem an [`ExprError`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExprErrorKind {
+    /// The condition is not understood, or uses a construct cutover does not support.
+    Syntax,
+    /// The condition is longer than [`MAX_SOURCE_LEN`] or would translate to more than
+    /// [`MAX_CEL_LEN`] of CEL.
+    TooLong,
+    /// The condition nests deeper than [`MAX_NESTING`].
+    TooDeep,
+}
+
+impl ExprError {
+    /// A syntax error at `column`.
+    pub(super) fn syntax(column: usize, message: impl Into<String>) -> Self {
+        Self {
+            column,
+            message: message.into(),
+            kind: ExprErrorKind::Syntax,
+        }
+    }
 }
 
 /// Functions accepted in calls, for error messages.
@@ -43,11 +88,22 @@ pub(super) const METHODS: &[&str] = &[
 
 /// Translates an expression (expr-lang or CEL) into CEL.
 pub fn to_cel(source: &str) -> Result<String, ExprError> {
+    if source.len() > MAX_SOURCE_LEN {
+        return Err(ExprError {
+            column: 1,
+            message: format!(
+                "the condition is {} bytes long; at most {MAX_SOURCE_LEN} are accepted",
+                source.len()
+            ),
+            kind: ExprErrorKind::TooLong,
+        });
+    }
     let tokens = lex(source)?;
     let mut p = Parser {
         tokens,
         pos: 0,
         lambda_depth: 0,
+        depth: 0,
     };
     let ast = p.expr(0)?;
     if let Some(t) = p.peek() {
@@ -114,6 +170,8 @@ fn lex(source: &str) -> Result<Vec<Token>, ExprError> {
             });
         } else if c.is_alphabetic() || c == '_' || c == '$' {
             let start = i;
+            // The first character is taken whatever it is: `$` is not part of the rest.
+            i += 1;
             while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
                 i += 1;
             }
@@ -127,10 +185,7 @@ fn lex(source: &str) -> Result<Vec<Token>, ExprError> {
             i += 1;
             loop {
                 let Some(&d) = chars.get(i) else {
-                    return Err(ExprError {
-                        column: col,
-                        message: "unterminated string".into(),
-                    });
+                    return Err(ExprError::syntax(col, "unterminated string"));
                 };
                 i += 1;
                 if d == quote {
@@ -162,10 +217,10 @@ fn lex(source: &str) -> Result<Vec<Token>, ExprError> {
         } else {
             let rest: String = chars[i..chars.len().min(i + 2)].iter().collect();
             let Some(p) = PUNCTS.iter().find(|p| rest.starts_with(**p)) else {
-                return Err(ExprError {
-                    column: col,
-                    message: format!("unexpected character `{c}`"),
-                });
+                return Err(ExprError::syntax(
+                    col,
+                    format!("unexpected character `{c}`"),
+                ));
             };
             i += p.chars().count();
             out.push(Token {
@@ -199,6 +254,10 @@ struct Parser {
     tokens: Vec<Token>,
     pos: usize,
     lambda_depth: usize,
+    /// Nesting of the tree being built: recursive calls in progress plus the links of the
+    /// left-leaning chains (`a + b + c`, `a.b.c`) around the current position. Bounding it
+    /// bounds both this parser's recursion and the depth of the tree it returns.
+    depth: usize,
 }
 
 /// Binary operators: (token text, CEL operator, binding power). Words are expr-lang's.
@@ -229,7 +288,34 @@ impl Parser {
     }
 
     fn error_at(&self, column: usize, message: String) -> ExprError {
-        ExprError { column, message }
+        ExprError::syntax(column, message)
+    }
+
+    /// Goes one level deeper, or refuses at [`MAX_NESTING`].
+    fn deeper(&mut self) -> Result<(), ExprError> {
+        if self.depth >= MAX_NESTING {
+            let column = self.peek().map_or_else(|| self.end_col(), |t| t.col);
+            return Err(ExprError {
+                column,
+                message: format!(
+                    "the condition nests deeper than {MAX_NESTING} levels; split it into simpler metrics or conditions"
+                ),
+                kind: ExprErrorKind::TooDeep,
+            });
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    /// Runs `f` one level deeper.
+    fn nested<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, ExprError>,
+    ) -> Result<T, ExprError> {
+        self.deeper()?;
+        let out = f(self);
+        self.depth -= 1;
+        out
     }
 
     fn end_col(&self) -> usize {
@@ -264,9 +350,19 @@ impl Parser {
     }
 
     fn expr(&mut self, min: u8) -> Result<Ast, ExprError> {
+        let start = self.depth;
+        let out = self.nested(|p| p.expr_chain(min));
+        self.depth = start;
+        out
+    }
+
+    /// An operand and the binary operators that follow it. Each link of the chain deepens
+    /// the tree on the left, so it counts as a level until the chain ends (in [`Self::expr`]).
+    fn expr_chain(&mut self, min: u8) -> Result<Ast, ExprError> {
         let mut lhs = self.unary()?;
         while let Some(t) = self.peek().cloned() {
             if t.tok == Tok::Punct("?") && min == 0 {
+                self.deeper()?;
                 self.pos += 1;
                 let a = self.expr(0)?;
                 self.expect(":")?;
@@ -285,6 +381,7 @@ impl Parser {
                 ".." => return Err(self.error_at(t.col, "ranges (`..`) are not supported".into())),
                 _ => {}
             }
+            self.deeper()?;
             self.pos += 1;
             let rhs = self.expr(bp + 1)?;
             lhs = match op {
@@ -304,7 +401,7 @@ impl Parser {
         match t.map(|t| t.tok) {
             Some(Tok::Punct("!")) => {
                 self.pos += 1;
-                Ok(Ast::Unary("!", Box::new(self.unary()?)))
+                Ok(Ast::Unary("!", Box::new(self.nested(Self::unary)?)))
             }
             Some(Tok::Ident(w)) if w == "not" => {
                 self.pos += 1;
@@ -312,19 +409,30 @@ impl Parser {
             }
             Some(Tok::Punct("-")) => {
                 self.pos += 1;
-                Ok(Ast::Unary("-", Box::new(self.unary()?)))
+                Ok(Ast::Unary("-", Box::new(self.nested(Self::unary)?)))
             }
             Some(Tok::Punct("+")) => {
                 self.pos += 1;
-                self.unary()
+                self.nested(Self::unary)
             }
             _ => self.postfix(),
         }
     }
 
     fn postfix(&mut self) -> Result<Ast, ExprError> {
+        let start = self.depth;
+        let out = self.postfix_chain();
+        self.depth = start;
+        out
+    }
+
+    /// A primary and its `.member`, `.method()` and `[index]` links, each a level deeper.
+    fn postfix_chain(&mut self) -> Result<Ast, ExprError> {
         let mut e = self.primary()?;
         while let Some(t) = self.peek().cloned() {
+            if matches!(t.tok, Tok::Punct("." | "[")) {
+                self.deeper()?;
+            }
             match t.tok {
                 Tok::Punct(".") => {
                     self.pos += 1;
@@ -492,6 +600,13 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(to_cel(input).as_deref(), Ok(want), "{input}");
         }
+    }
+
+    #[test]
+    fn a_dollar_sign_ends_its_name() {
+        // `$` starts a name but cannot continue one; the lexer used to loop on it forever.
+        assert_eq!(to_cel("$ > 1").as_deref(), Ok("($ > 1)"));
+        assert_eq!(to_cel("$a$").map_err(|e| e.column), Err(3));
     }
 
     #[test]
