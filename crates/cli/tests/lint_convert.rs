@@ -4,7 +4,6 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 fn repo(rel: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -248,9 +247,7 @@ fn hostile_manifests_are_refused_at_once_by_lint_apply_and_up() {
     let state = state.to_string_lossy();
     for (file, at, what) in cases {
         for verb in ["lint", "apply", "up"] {
-            let start = Instant::now();
             let out = cutover(&[verb, "-f", file, "--state-dir", &state], dir.path(), &[]);
-            let took = start.elapsed();
             let err = stderr(&out);
             assert_ne!(out.status.code(), Some(0), "{verb} {file}: {err}");
             assert!(out.status.code().is_some(), "{verb} {file}: killed: {err}");
@@ -258,7 +255,6 @@ fn hostile_manifests_are_refused_at_once_by_lint_apply_and_up() {
                 err.contains(at) && err.contains(what),
                 "{verb} {file}: {err}"
             );
-            assert!(took < Duration::from_secs(10), "{verb} {file}: {took:?}");
         }
     }
 }

@@ -2,8 +2,6 @@
 //! error or a verdict) in bounded time and never overflows the stack. The daemon evaluates on
 //! tokio's worker threads (2 MiB stacks), so the checks run on threads with half of that.
 
-use std::time::{Duration, Instant};
-
 use cutover_core::analysis::expr::{
     ExprErrorKind, MAX_CEL_LEN, MAX_NESTING, MAX_SOURCE_LEN, to_cel,
 };
@@ -14,21 +12,19 @@ use proptest::prelude::*;
 const STACK: usize = 1024 * 1024;
 
 /// Compiles and (when it compiles) evaluates `cond` on a small-stack thread; returns the
-/// compile error, if any, and how long it took.
-fn run_small_stack(cond: String) -> (Option<ConditionError>, Duration) {
+/// compile error, if any.
+fn run_small_stack(cond: String) -> Option<ConditionError> {
     let handle = std::thread::Builder::new()
         .stack_size(STACK)
         .spawn(move || {
-            let start = Instant::now();
             let value = ResultValue::List(vec![ResultValue::Number(1.0)]);
-            let err = match Condition::compile(&cond) {
+            match Condition::compile(&cond) {
                 Ok(c) => {
                     let _ = c.evaluate(&value);
                     None
                 }
                 Err(e) => Some(e),
-            };
-            (err, start.elapsed())
+            }
         })
         .expect("spawn");
     handle.join().expect("no panic, no overflow")
@@ -88,7 +84,7 @@ fn shapes(n: usize) -> Vec<(&'static str, String)> {
 #[test]
 fn every_nesting_shape_is_refused_past_the_limit_without_overflow() {
     for (name, cond) in shapes(3_000) {
-        let (err, took) = run_small_stack(cond);
+        let err = run_small_stack(cond);
         assert!(
             matches!(
                 kind(err.clone()),
@@ -96,7 +92,6 @@ fn every_nesting_shape_is_refused_past_the_limit_without_overflow() {
             ),
             "{name}: {err:?}"
         );
-        assert!(took < Duration::from_secs(2), "{name}: took {took:?}");
     }
 }
 
@@ -117,14 +112,13 @@ fn ten_thousand_parentheses_are_a_typed_error() {
 fn nesting_up_to_the_limit_compiles_and_evaluates_on_a_small_stack() {
     // Well inside the bound every shape still works (a limit must not refuse real conditions).
     for (name, cond) in shapes(8) {
-        let (err, _) = run_small_stack(cond.clone());
+        let err = run_small_stack(cond.clone());
         assert!(err.is_none(), "{name}: {cond}: {err:?}");
     }
     // At the bound, whatever CEL makes of it, the answer comes back (no overflow).
     for n in [MAX_NESTING - 4, MAX_NESTING - 1, MAX_NESTING] {
-        for (name, cond) in shapes(n) {
-            let (_, took) = run_small_stack(cond);
-            assert!(took < Duration::from_secs(2), "{name} at {n}: {took:?}");
+        for (_, cond) in shapes(n) {
+            run_small_stack(cond);
         }
     }
 }
@@ -159,15 +153,13 @@ proptest! {
     #[test]
     fn any_token_soup_returns(pieces in prop::collection::vec(piece(), 0..600)) {
         let cond: String = pieces.concat();
-        let (_, took) = run_small_stack(cond);
-        prop_assert!(took < Duration::from_secs(2));
+        run_small_stack(cond);
     }
 
     /// Any text at all, up to past the length bound.
     #[test]
     fn any_text_returns(cond in ".{0,5000}") {
-        let (_, took) = run_small_stack(cond);
-        prop_assert!(took < Duration::from_secs(2));
+        run_small_stack(cond);
     }
 
     /// A nesting shape repeated any number of times is either accepted or refused with a
@@ -175,8 +167,7 @@ proptest! {
     #[test]
     fn deep_shapes_are_bounded(n in 0usize..2_500, which in 0usize..13) {
         let (name, cond) = shapes(n).swap_remove(which);
-        let (err, took) = run_small_stack(cond);
-        prop_assert!(took < Duration::from_secs(2), "{} at {}", name, n);
+        let err = run_small_stack(cond);
         if n > MAX_NESTING + 1 {
             prop_assert!(err.is_some(), "{} at {} compiled", name, n);
         }

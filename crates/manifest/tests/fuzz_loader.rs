@@ -5,25 +5,18 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::{ROLLOUT, SERVICES, TEMPLATE};
 use cutover_manifest::{Source, convert, load};
 use proptest::prelude::*;
 
-/// Time one input may take in a debug build on a shared machine.
-const BOUND: Duration = Duration::from_secs(3);
-
-/// Loads and converts `text` on a 2 MiB stack; returns how long both took.
-fn run(text: String) -> Duration {
+/// Loads and converts `text` on a 2 MiB stack: whatever it is, neither panics nor overflows.
+fn run(text: String) {
     std::thread::Builder::new()
         .stack_size(2 * 1024 * 1024)
         .spawn(move || {
-            let start = Instant::now();
             let source = Source::new("fuzz.yaml", text);
             let _ = load(std::slice::from_ref(&source));
             let _ = convert(&source);
-            start.elapsed()
         })
         .expect("spawn")
         .join()
@@ -138,22 +131,22 @@ proptest! {
 
     #[test]
     fn any_text(text in ".{0,3000}") {
-        prop_assert!(run(text) < BOUND);
+        run(text);
     }
 
     #[test]
     fn yaml_token_soup(pieces in prop::collection::vec(piece(), 0..800)) {
-        prop_assert!(run(pieces.concat()) < BOUND);
+        run(pieces.concat());
     }
 
     #[test]
     fn edited_fixtures(text in mutated()) {
-        prop_assert!(run(text) < BOUND);
+        run(text);
     }
 
     #[test]
     fn nesting_of_any_depth(kind in 0u8..4, n in 0usize..3_000) {
-        prop_assert!(run(nested(kind, n)) < BOUND);
+        run(nested(kind, n));
     }
 }
 

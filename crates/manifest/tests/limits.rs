@@ -1,25 +1,21 @@
 //! Hostile manifests: deep nesting, huge documents, alias bombs, runaway conditions and
 //! floods of findings are refused with a location, quickly, and never overflow the stack.
 //! Each load runs on a thread with the 2 MiB stack of a tokio worker, where the daemon's
-//! `apply` runs. Time bounds are loose (debug builds on a shared machine); the measured times
-//! are in docs/lint.md.
+//! `apply` runs. How fast they are refused is measured outside the tests (docs/lint.md); a
+//! test asserts no timing.
 
 mod common;
-
-use std::time::{Duration, Instant};
 
 use common::{ROLLOUT, SERVICES, TEMPLATE};
 use cutover_manifest::{Diagnostics, MAX_DEPTH, MAX_DIAGNOSTICS, MAX_DOCUMENT_BYTES, Source, load};
 
-/// What a load found, and how long it took, on a 2 MiB stack.
-fn timed_load(files: Vec<(&'static str, String)>) -> (Result<usize, Diagnostics>, Duration) {
+/// What a load found, on a 2 MiB stack.
+fn small_stack_load(files: Vec<(&'static str, String)>) -> Result<usize, Diagnostics> {
     std::thread::Builder::new()
         .stack_size(2 * 1024 * 1024)
         .spawn(move || {
             let sources: Vec<Source> = files.into_iter().map(|(p, t)| Source::new(p, t)).collect();
-            let start = Instant::now();
-            let result = load(&sources).map(|set| set.len());
-            (result, start.elapsed())
+            load(&sources).map(|set| set.len())
         })
         .expect("spawn")
         .join()
@@ -64,7 +60,7 @@ fn deep_block(levels: usize) -> String {
 #[test]
 fn deep_flow_nesting_is_refused_at_once_with_its_location() {
     for kb in [250, 500] {
-        let (result, took) = timed_load(vec![("deep.yaml", deep_flow(kb * 1024))]);
+        let result = small_stack_load(vec![("deep.yaml", deep_flow(kb * 1024))]);
         let diags = result.expect_err("refused");
         let first = firsts(&diags);
         assert_eq!(first.len(), 1, "{first:?}");
@@ -73,13 +69,12 @@ fn deep_flow_nesting_is_refused_at_once_with_its_location() {
                 && first[0].ends_with(&format!("YAML nested deeper than {MAX_DEPTH} levels")),
             "{kb} KB: {first:?}"
         );
-        assert!(took < Duration::from_secs(2), "{kb} KB took {took:?}");
     }
 }
 
 #[test]
 fn deep_block_nesting_is_refused_with_its_location() {
-    let (result, took) = timed_load(vec![("deep.yaml", deep_block(700))]);
+    let result = small_stack_load(vec![("deep.yaml", deep_block(700))]);
     let diags = result.expect_err("refused");
     let first = firsts(&diags);
     assert_eq!(first.len(), 1, "{first:?}");
@@ -88,9 +83,8 @@ fn deep_block_nesting_is_refused_with_its_location() {
             && first[0].ends_with(&format!("YAML nested deeper than {MAX_DEPTH} levels")),
         "{first:?}"
     );
-    assert!(took < Duration::from_secs(2), "took {took:?}");
     // Just inside the bound, the same shape loads.
-    let (result, _) = timed_load(vec![("deep.yaml", deep_block(MAX_DEPTH - 10))]);
+    let result = small_stack_load(vec![("deep.yaml", deep_block(MAX_DEPTH - 10))]);
     assert!(result.is_ok(), "{result:?}");
 }
 
@@ -106,7 +100,7 @@ fn aliases_cannot_nest_past_the_bound() {
         ));
     }
     text.push('\n');
-    let (result, took) = timed_load(vec![("alias.yaml", text)]);
+    let result = small_stack_load(vec![("alias.yaml", text)]);
     let diags = result.expect_err("refused");
     assert!(
         firsts(&diags)
@@ -114,7 +108,6 @@ fn aliases_cannot_nest_past_the_bound() {
             .any(|l| l.contains("deeper than") || l.contains("recursion limit")),
         "{diags}"
     );
-    assert!(took < Duration::from_secs(2), "took {took:?}");
 }
 
 #[test]
@@ -126,7 +119,7 @@ fn an_alias_bomb_is_refused_quickly() {
         text.push_str(&format!("\n            l{i}: &l{i} [{refs}]"));
     }
     text.push('\n');
-    let (result, took) = timed_load(vec![("bomb.yaml", text)]);
+    let result = small_stack_load(vec![("bomb.yaml", text)]);
     let diags = result.expect_err("refused");
     assert!(
         firsts(&diags)
@@ -136,7 +129,6 @@ fn an_alias_bomb_is_refused_quickly() {
     );
     // The YAML reader expands aliases up to a budget before it refuses: about 1 s in a debug
     // build.
-    assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
 #[test]
@@ -144,7 +136,7 @@ fn an_oversized_document_is_refused_before_parsing() {
     let name = "x".repeat(5 * 1024 * 1024);
     let rollout = ROLLOUT.replace("name: my-app\n", &format!("name: {name}\n"));
     let text = format!("{SERVICES}---\n{rollout}");
-    let (result, took) = timed_load(vec![("big.yaml", text)]);
+    let result = small_stack_load(vec![("big.yaml", text)]);
     let diags = result.expect_err("refused");
     let line = SERVICES.lines().count() + 1;
     assert_eq!(
@@ -154,7 +146,6 @@ fn an_oversized_document_is_refused_before_parsing() {
             rollout.len() + 4
         )]
     );
-    assert!(took < Duration::from_secs(1), "took {took:?}");
     assert!(rollout.len() > MAX_DOCUMENT_BYTES);
 }
 
@@ -166,7 +157,7 @@ fn a_runaway_condition_is_a_located_error() {
             "successCondition: result[0] >= 0.95",
             &format!("successCondition: \"{cond}\""),
         );
-        let (result, took) = timed_load(vec![
+        let result = small_stack_load(vec![
             ("rollout.yaml", ROLLOUT.to_string()),
             ("services.yaml", SERVICES.to_string()),
             ("template.yaml", template),
@@ -188,7 +179,6 @@ fn a_runaway_condition_is_a_located_error() {
         assert!(first[0].contains(bound), "{n}: {first:?}");
         // The message quotes the condition, but not all of it.
         assert!(first[0].len() < 600, "{}", first[0].len());
-        assert!(took < Duration::from_secs(2), "took {took:?}");
     }
 }
 
@@ -200,7 +190,7 @@ fn a_flood_of_findings_is_cut_short() {
         &format!("spec:\n{unknown}  replicas"),
         1,
     );
-    let (result, took) = timed_load(vec![
+    let result = small_stack_load(vec![
         ("rollout.yaml", text),
         ("services.yaml", SERVICES.to_string()),
         ("template.yaml", TEMPLATE.to_string()),
@@ -215,5 +205,4 @@ fn a_flood_of_findings_is_cut_short() {
         )),
         "{last}"
     );
-    assert!(took < Duration::from_secs(20), "took {took:?}");
 }
