@@ -104,6 +104,9 @@ pub fn apply(store: &Store, sources: &[Source]) -> Result<ApplyReport, OpError> 
 /// `(stored KIND/NAME)`, minus those the files define again. References then resolve as they
 /// will when the engine runs the rollout.
 fn load_with_stored(store: &Store, sources: &[Source]) -> Result<ManifestSet, OpError> {
+    // Bounded first: listing the files' objects parses them, and a hostile text must be
+    // refused before that.
+    cutover_manifest::check_bounds(sources).map_err(OpError::Invalid)?;
     let stored = store.read(|tx| {
         let mut docs = Vec::new();
         for kind in ["AnalysisTemplate", "ClusterAnalysisTemplate"] {
