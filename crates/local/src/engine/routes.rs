@@ -114,6 +114,7 @@ impl Engine {
                     revision: revision.clone(),
                     percent: *percent,
                 }),
+            response_timeout: None,
         };
         let generation = handle.install(table);
         tracing::debug!(service = %routes.service, generation, "route table installed");
