@@ -467,3 +467,26 @@ fn a_backend_that_never_answers_gets_a_504_after_the_services_timeout() {
         "{text}"
     );
 }
+
+/// Item 3: an annotation that is not a duration is a located lint error, not a silent default.
+#[test]
+fn a_response_timeout_that_is_not_a_duration_is_refused_with_its_location() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("svc.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  annotations:\n    cutover.dev/response-timeout: soon\nspec:\n  ports: [{port: 8080}]\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(CUTOVER)
+        .args(["lint", "-f"])
+        .arg(&path)
+        .output()
+        .expect("run cutover lint");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("svc.yaml:6") && stderr.contains("invalid duration"),
+        "{stderr}"
+    );
+}

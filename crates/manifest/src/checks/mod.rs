@@ -4,6 +4,7 @@
 mod analysis;
 mod migrations;
 mod rollout;
+mod service;
 mod traffic;
 
 use std::collections::HashMap;
@@ -27,6 +28,9 @@ pub(crate) fn check(set: &ManifestSet, diags: &mut Diagnostics) {
         keep(r, diags, |d| rollout::check(set, r, d));
         keep(r, diags, |d| traffic::check(r, d));
         keep(r, diags, |d| migrations::check(r, d));
+    }
+    for s in &set.services {
+        keep(s, diags, |d| service::check(s, d));
     }
     for t in &set.analysis_templates {
         let s = &t.value.spec;
