@@ -101,6 +101,8 @@ struct Desired {
     acked: Option<(TableId, u64)>,
     /// Revisions of tables sent but not yet seen live in a status: counted as served.
     unconfirmed: BTreeSet<String>,
+    /// Why the data plane last refused this Service's table, while it does.
+    refused: Option<String>,
 }
 
 struct Inner {
@@ -266,6 +268,7 @@ impl DataPlane {
                 table: wire,
                 id,
                 acked: Some((id, status.generation)),
+                refused: None,
             },
         );
         self.inner.status.send_modify(|report| {

@@ -252,10 +252,17 @@ impl DataPlane {
                 Ok(status) => {
                     if let Some(d) = lock(&self.inner.desired).get_mut(&name) {
                         d.acked = Some((request.table_id, status.generation));
+                        d.refused = None;
                     }
                 }
                 Err(CallError::Status { status, message }) => {
-                    tracing::warn!(service = %name, %status, "data plane refused the table: {message}");
+                    // Tried again every round; said again only when the reason changes.
+                    let repeated = lock(&self.inner.desired).get_mut(&name).is_some_and(|d| {
+                        d.refused.replace(message.clone()) == Some(message.clone())
+                    });
+                    if !repeated {
+                        tracing::warn!(service = %name, %status, "data plane refused the table: {message}");
+                    }
                 }
                 Err(other) => return Err(other),
             }
