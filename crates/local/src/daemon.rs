@@ -11,7 +11,6 @@ use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use cutover_manifest::Source;
@@ -187,7 +186,7 @@ pub async fn run(
     Ok(())
 }
 
-/// Asks the daemon holding `dir` to hand over (SIGQUIT to the pid in `api.json`), then takes
+/// Asks the daemon holding `dir` to hand over (SIGQUIT to the pid in `<dir>/lock`), then takes
 /// the lock once it has exited.
 async fn take_over(dir: &Path) -> Result<Flock<File>, DaemonError> {
     let replace_err = |why: String| DaemonError::Replace {
