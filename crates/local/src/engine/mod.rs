@@ -8,17 +8,16 @@ mod migrations;
 mod observe;
 mod routes;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cutover_core::plan::plan;
-use cutover_router::Router;
 use jiff::Timestamp;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::dataplane::DataPlane;
 use crate::store::{Store, StoreError};
 use crate::supervisor::{ReplicaRecord, RevisionSpec, Supervisor};
 
@@ -56,10 +55,10 @@ pub enum EngineError {
 pub struct Engine {
     pub(crate) store: Arc<Store>,
     pub(crate) supervisor: Supervisor,
-    pub(crate) router: Router,
+    pub(crate) router: DataPlane,
     pub(crate) config: EngineConfig,
-    /// Description of the table last installed per Service.
-    pub(crate) installed: Mutex<HashMap<String, String>>,
+    /// The route tables sent to the data plane.
+    pub(crate) routes: routes::RouteMemory,
     pub(crate) wake: Arc<Notify>,
     /// AnalysisRun runners of this daemon.
     pub(crate) runners: analysis::Runners,
@@ -68,11 +67,11 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine over a store, a supervisor and a router.
+    /// An engine over a store, a supervisor and a data plane.
     pub fn new(
         store: Arc<Store>,
         supervisor: Supervisor,
-        router: Router,
+        router: DataPlane,
         config: EngineConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -80,7 +79,7 @@ impl Engine {
             supervisor,
             router,
             config,
-            installed: Mutex::new(HashMap::new()),
+            routes: routes::RouteMemory::default(),
             wake: Arc::new(Notify::new()),
             runners: analysis::Runners::default(),
             migrations: migrations::MigrationWorkers::default(),
@@ -92,8 +91,8 @@ impl Engine {
         &self.store
     }
 
-    /// The router.
-    pub fn router(&self) -> &Router {
+    /// The data plane.
+    pub fn router(&self) -> &DataPlane {
         &self.router
     }
 
@@ -125,11 +124,11 @@ impl Engine {
         self.wake.notify_one();
     }
 
-    /// Brings the world back after a (re)start: listeners for every stored Service, the
-    /// processes that survived re-adopted and the missing ones started, route tables installed
-    /// from the stored selections — so the active revision does not move.
+    /// Brings the world back after a (re)start: the processes that survived re-adopted and the
+    /// missing ones started, then a listener for every stored Service with its table restored
+    /// from the stored selections and replicas installed before it accepts — so the active
+    /// revision does not move and no request meets an empty table.
     pub async fn start(&self) -> Result<(), EngineError> {
-        self.bind_services().await?;
         let rollouts = self.store.read(|tx| tx.rollouts())?;
         for rollout in rollouts {
             let name = rollout.metadata.name.clone().unwrap_or_default();
@@ -158,34 +157,9 @@ impl Engine {
                 }
             }
         }
+        self.restore_routes().await?;
+        self.bind_services().await?;
         self.store.read(|tx| self.install_routes(tx))?;
-        Ok(())
-    }
-
-    /// Binds a listener for every stored Service that has none (first port of its spec).
-    pub async fn bind_services(&self) -> Result<(), EngineError> {
-        let services = self.store.read(|tx| tx.services())?;
-        for service in services {
-            let name = service.metadata.name.clone().unwrap_or_default();
-            if self.router.service(&name).is_some() {
-                continue;
-            }
-            let port = service
-                .spec
-                .as_ref()
-                .and_then(|s| s.ports.as_ref())
-                .and_then(|p| p.first())
-                .map_or(0, |p| u16::try_from(p.port).unwrap_or(0));
-            let addr = SocketAddr::new(self.config.bind_address, port);
-            self.router
-                .bind(&name, addr)
-                .await
-                .map_err(|e| EngineError::Bind {
-                    service: name.clone(),
-                    addr,
-                    reason: e.to_string(),
-                })?;
-        }
         Ok(())
     }
 
