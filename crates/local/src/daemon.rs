@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,7 +110,7 @@ pub async fn run(
         path: dir.clone(),
         source,
     };
-    std::fs::create_dir_all(dir.join("logs")).map_err(state_err)?;
+    secure_state_dir(dir).map_err(state_err)?;
     let _lock = if config.replace {
         take_over(dir).await?
     } else {
@@ -117,6 +118,12 @@ pub async fn run(
     };
     crate::dataplane::raise_open_files_limit();
     let store = Arc::new(Store::open(dir)?);
+    for moved in store.quarantine_unreadable()? {
+        tracing::error!(
+            "state: {moved}; moved to the quarantine table of {}, the daemon runs the rest (re-apply the object to run it again)",
+            dir.join("state.db").display()
+        );
+    }
     if !config.sources.is_empty() {
         let report = ops::apply(&store, &config.sources)?;
         for line in &report.objects {
@@ -220,6 +227,23 @@ async fn take_over(dir: &Path) -> Result<Flock<File>, DaemonError> {
     }
 }
 
+/// Makes the state directory and everything in it owner-only, saying what was wider.
+fn secure_state_dir(dir: &Path) -> std::io::Result<()> {
+    let fixed = crate::private::secure_tree(dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(crate::private::DIR_MODE)
+        .create(dir.join("logs"))?;
+    if !fixed.is_empty() {
+        tracing::warn!(
+            "state directory {} was readable by other users; made owner-only: {}",
+            dir.display(),
+            fixed.join("; ")
+        );
+    }
+    Ok(())
+}
+
 /// Holds an exclusive lock on `<dir>/lock` for the daemon's lifetime, with the daemon's pid
 /// in it (what `--replace` signals).
 fn lock(dir: &Path) -> Result<Flock<File>, DaemonError> {
@@ -229,12 +253,7 @@ fn lock(dir: &Path) -> Result<Flock<File>, DaemonError> {
         source,
     };
     // Opened without truncating: the file of a running daemon keeps its pid.
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(dir.join("lock"))
-        .map_err(state_err)?;
+    let file = crate::private::open_write(&dir.join("lock")).map_err(state_err)?;
     let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
         .map_err(|_| DaemonError::Locked(dir.to_path_buf()))?;
     lock.set_len(0).map_err(state_err)?;

@@ -14,5 +14,6 @@ pub mod daemon;
 pub mod dataplane;
 pub mod engine;
 pub mod ops;
+pub mod private;
 pub mod store;
 pub mod supervisor;

@@ -57,7 +57,7 @@ pub fn bind(dir: &Path, config: RouterConfig) -> Result<Bound, DataPlaneError> {
         what: format!("{what} in {}", dir.display()),
         source,
     };
-    let file = std::fs::File::create(dir.join(LOCK_FILE)).map_err(|e| io(LOCK_FILE, e))?;
+    let file = crate::private::open_write(&dir.join(LOCK_FILE)).map_err(|e| io(LOCK_FILE, e))?;
     let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
         .map_err(|_| DataPlaneError::AlreadyRunning(dir.to_path_buf()))?;
     let socket = dir.join(SOCKET_FILE);

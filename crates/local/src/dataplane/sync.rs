@@ -129,10 +129,7 @@ impl DataPlane {
                 };
                 let logs = dir.join("logs");
                 std::fs::create_dir_all(&logs).map_err(|e| io("creating logs/", e))?;
-                let log = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(logs.join("data-plane.log"))
+                let log = crate::private::open_append(&logs.join("data-plane.log"))
                     .map_err(|e| io("opening logs/data-plane.log", e))?;
                 let settings = serde_json::to_string(&WireConfig::from(&config.router))
                     .map_err(|e| io("encoding settings", std::io::Error::other(e)))?;

@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cutover_core::api::SwitchStatus;
 use cutover_core::plan::plan;
 use jiff::Timestamp;
 use tokio::sync::Notify;
@@ -200,24 +201,19 @@ impl Engine {
             .collect();
         let mut next: Option<Duration> = None;
         for name in names {
-            let outcome = self.store.write(|tx| -> Result<_, StoreError> {
-                let Some(rollout) = tx.rollout(&name)? else {
-                    return Ok(None);
-                };
-                let observed = self.observe(tx, &rollout, now)?;
-                let plan = plan(&observed, now);
-                self.execute(tx, &rollout, &plan, now)?;
-                self.save_replica_records(tx, &name)?;
-                let before = rollout
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.blue_green.switch.clone());
-                Ok(Some((
-                    plan,
-                    before,
-                    rollout.spec.strategy.blue_green.active_service.clone(),
-                )))
-            })?;
+            // One rollout's bug must not stop the others (nor the loop): a panic while planning
+            // or executing it rolls its transaction back and marks it Degraded.
+            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.pass_one(&name, now)
+            }));
+            let outcome = match attempt {
+                Ok(outcome) => outcome?,
+                Err(panic) => {
+                    self.degrade_after_panic(&name, &panic_message(panic.as_ref()), now)?;
+                    next = Some(IDLE_POLL);
+                    continue;
+                }
+            };
             let Some((plan, before, active)) = outcome else {
                 continue;
             };
@@ -237,6 +233,69 @@ impl Engine {
         Ok(next)
     }
 
+    /// Observe → plan → execute → persist for one rollout, in one transaction.
+    #[allow(clippy::type_complexity)]
+    fn pass_one(
+        &self,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<Option<(cutover_core::plan::Plan, Option<SwitchStatus>, String)>, StoreError> {
+        self.store.write(|tx| -> Result<_, StoreError> {
+            let Some(rollout) = tx.rollout(name)? else {
+                return Ok(None);
+            };
+            fault::panic_if_asked(name);
+            let observed = self.observe(tx, &rollout, now)?;
+            let plan = plan(&observed, now);
+            self.execute(tx, &rollout, &plan, now)?;
+            self.save_replica_records(tx, name)?;
+            let before = rollout
+                .status
+                .as_ref()
+                .and_then(|s| s.blue_green.switch.clone());
+            Ok(Some((
+                plan,
+                before,
+                rollout.spec.strategy.blue_green.active_service.clone(),
+            )))
+        })
+    }
+
+    /// Records a panic in a rollout's pass: phase Degraded with what happened, and one
+    /// Warning event per distinct failure. The rollout's world is left as it was.
+    fn degrade_after_panic(
+        &self,
+        name: &str,
+        what: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        tracing::error!(rollout = %name, "internal error while planning: {what}");
+        let message = format!(
+            "InternalError: cutover failed while planning this rollout ({what}); nothing was changed and other rollouts are not affected; please report it"
+        );
+        self.store.write(|tx| -> Result<(), StoreError> {
+            let Some(rollout) = tx.rollout(name)? else {
+                return Ok(());
+            };
+            let mut status = rollout.status.clone().unwrap_or_default();
+            if status.message.as_deref() == Some(message.as_str()) {
+                return Ok(());
+            }
+            status.phase = Some(cutover_core::api::RolloutPhase::Degraded);
+            status.message = Some(message.clone());
+            tx.put_status(name, &status)?;
+            tx.add_events(
+                name,
+                &[crate::store::EventRow {
+                    at: now,
+                    severity: "Warning".into(),
+                    reason: "InternalError".into(),
+                    message,
+                }],
+            )
+        })
+    }
+
     fn save_replica_records(
         &self,
         tx: &crate::store::Tx<'_>,
@@ -249,4 +308,27 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Fault injection for the reliability tests, in debug builds only: a pass over the rollout
+/// named by `CUTOVER_FAULT_PANIC_IN_PLAN` panics, as a bug in the planner would.
+mod fault {
+    #[cfg(debug_assertions)]
+    pub(super) fn panic_if_asked(rollout: &str) {
+        if std::env::var("CUTOVER_FAULT_PANIC_IN_PLAN").as_deref() == Ok(rollout) {
+            panic!("injected fault for rollout {rollout}");
+        }
+    }
+
+    #[cfg(not(debug_assertions))]
+    pub(super) fn panic_if_asked(_rollout: &str) {}
 }
