@@ -126,6 +126,9 @@ pub async fn run(
     }
     if !config.sources.is_empty() {
         let report = ops::apply(&store, &config.sources)?;
+        for warning in &report.warnings {
+            tracing::warn!("{warning}");
+        }
         for line in &report.objects {
             tracing::info!("{line}");
         }
