@@ -1,7 +1,8 @@
 //! The single-host daemon against its own bad luck: a bug while planning one rollout marks that
 //! rollout Degraded and leaves the others (and their traffic) alone; a state file with an object
 //! that no longer reads still starts, with that object quarantined; the state directory and
-//! everything in it is readable by its owner only.
+//! everything in it is readable by its owner only; `/metrics` answers without the token and
+//! carries no value from the rollouts' specs.
 
 mod e2e;
 
@@ -48,6 +49,7 @@ fn a_panic_in_one_rollouts_pass_degrades_it_and_spares_the_rest() {
     d.ok(&["set", "image", "calm", "app=demo:v2"]);
     d.wait_healthy_on("calm", "demo:v2");
     let samples = load.stop();
+    eprintln!("steady load on calm: {} requests", samples.len());
     assert_no_failures(&samples);
     // The daemon still answers, and the fault is one event, not one per pass.
     std::thread::sleep(Duration::from_secs(2));
@@ -160,4 +162,29 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         out.push(path);
     }
     out
+}
+
+#[test]
+fn metrics_need_no_token_and_carry_no_secret() {
+    let (services, _, _) = services("vault");
+    let rollout = demo_rollout("vault", 1, "", "").replace(
+        "          ports: [{containerPort: 8080}]",
+        "          env: [{name: API_KEY, value: s3cr3t-k3y-value}]\n          ports: [{containerPort: 8080}]",
+    );
+    assert!(rollout.contains("s3cr3t"), "{rollout}");
+    let d = Daemon::start(&format!("{services}{rollout}"));
+    d.wait_healthy_on("vault", "demo:v1");
+    // Prometheus scrapes without credentials; everything else needs the token.
+    let (code, body) = api_get_without_token(d.state_dir(), "/metrics");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("vault-active"), "per-Service series: {body}");
+    assert!(
+        !body.contains("s3cr3t") && !body.contains("API_KEY"),
+        "{body}"
+    );
+    for path in ["/v1/rollouts", "/v1/rollouts/vault"] {
+        let (code, body) = api_get_without_token(d.state_dir(), path);
+        assert_eq!(code, 401, "{path}: {body}");
+        assert!(!body.contains("s3cr3t"), "{body}");
+    }
 }
