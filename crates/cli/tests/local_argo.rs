@@ -112,10 +112,20 @@ fn a_revision_brought_back_gets_the_next_number_and_durations_are_kept() {
     let duration = &v["rollout"]["status"]["duration"];
     assert!(duration["startedAt"].as_str().is_some(), "{duration}");
     assert!(duration["pausedAt"].as_str().is_some(), "{duration}");
+    let tree = d.ok(&["get", "rollout", "num"]);
+    assert!(
+        tree.contains("Update:          revision 2: running for ") && tree.contains("paused for "),
+        "{tree}"
+    );
     d.ok(&["promote", "num"]);
     let v = d.wait_healthy_on("num", "demo:v2");
     let duration = &v["rollout"]["status"]["duration"];
     assert_eq!(duration["completion"], "Promoted", "{duration}");
+    let tree = d.ok(&["get", "rollout", "num"]);
+    assert!(
+        tree.contains("Update:          revision 2: promoted after "),
+        "{tree}"
+    );
     assert!(
         duration["pausedSeconds"].as_f64().is_some_and(|s| s > 0.0),
         "{duration}"

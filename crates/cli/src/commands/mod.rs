@@ -12,6 +12,7 @@ pub mod source;
 pub mod target;
 pub mod tree;
 pub mod up;
+pub mod update_line;
 pub mod verbs;
 pub mod version;
 

@@ -55,6 +55,13 @@ pub fn render_at(view: &RolloutView, color: bool, now: Timestamp) -> String {
     for (i, line) in images(view, &roles).iter().enumerate() {
         field(&mut out, if i == 0 { "Images:" } else { "" }, line);
     }
+    if let Some(d) = &s.duration {
+        field(
+            &mut out,
+            "Update:",
+            &super::update_line::update_line(d, now),
+        );
+    }
     let _ = writeln!(out, "Replicas:");
     for (label, value) in [
         ("  Desired:", r.spec.replicas()),
