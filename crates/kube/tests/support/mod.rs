@@ -159,7 +159,12 @@ impl KubeEnv {
                 continue;
             }
             value["metadata"]["namespace"] = ns.into();
-            if let Some(subjects) = value["subjects"].as_array_mut() {
+            // `get_mut`, not indexing: `value["subjects"]` on a mutable object inserts a null
+            // field, which the API server refuses for kinds without `subjects`.
+            if let Some(subjects) = value
+                .get_mut("subjects")
+                .and_then(serde_json::Value::as_array_mut)
+            {
                 for s in subjects {
                     s["namespace"] = ns.into();
                 }
