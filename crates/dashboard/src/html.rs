@@ -95,7 +95,8 @@ pub fn phase(s: &RolloutStatus) -> (&'static str, &'static str, &'static str) {
     match s.phase {
         Some(RolloutPhase::Healthy) => ("✔", "Healthy", "ok"),
         Some(RolloutPhase::Progressing) => ("◌", "Progressing", "progress"),
-        Some(RolloutPhase::Paused) => ("॥", "Paused", "paused"),
+        // The CLI's `॥` is missing from common web fonts; `‖` reads the same.
+        Some(RolloutPhase::Paused) => ("‖", "Paused", "paused"),
         Some(RolloutPhase::Degraded) => ("✖", "Degraded", "bad"),
         None => ("?", "Unknown", "unknown"),
     }

@@ -264,15 +264,21 @@ fn axes(out: &mut String, lo: f64, hi: f64, span: f64, y: &dyn Fn(f64) -> f64) {
         );
         v += step;
     }
-    for i in 0..=4 {
-        let fraction = f64::from(i) / 4.0;
+    // Round times (every 2s, 5s, 10s, 15s, 30s, 1m, …) rather than quarters of the span.
+    let step = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600]
+        .into_iter()
+        .find(|s| f64::from(*s) * 5.0 >= span)
+        .unwrap_or(7200);
+    let mut t = 0;
+    while f64::from(t) <= span + 1e-9 {
         let _ = write!(
             out,
             "<text class=\"tick\" x=\"{x:.1}\" y=\"{ty}\" text-anchor=\"middle\">+{label}</text>",
-            x = LEFT + fraction * (WIDTH - LEFT - RIGHT),
+            x = LEFT + f64::from(t) / span * (WIDTH - LEFT - RIGHT),
             ty = HEIGHT - BOTTOM + 16.0,
-            label = crate::html::compact_duration((span * fraction).round() as i64),
+            label = crate::html::compact_duration(i64::from(t)),
         );
+        t += step;
     }
     let _ = write!(
         out,
