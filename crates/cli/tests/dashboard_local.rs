@@ -71,16 +71,7 @@ async fn every_page_and_action_works_on_one_host() {
     assert_eq!(status, 404);
 
     // An update watched live: the analysis measures, the rollout pauses for promotion.
-    let mut live = dash
-        .http
-        .get(format!("{}live/{PAGE}", dash.base))
-        .send()
-        .await
-        .unwrap();
-    dash.live_until(&mut live, "the page's regions", |t| {
-        t.contains("inner summary")
-    })
-    .await;
+    let mut live = dash.open_live(PAGE).await;
     let said = dash
         .ok(
             "default",
@@ -100,40 +91,8 @@ async fn every_page_and_action_works_on_one_host() {
     let stable = v["services"][0]["selector"].clone();
 
     // Refused, and nothing changed: no token, a foreign origin, read-only.
-    let origin = dash.origin();
-    let bearer = format!("Bearer {}", dash.token);
+    dash.assert_refusals(&read_only, "default", "web").await;
     let promote = json!({"op": "promote"});
-    let (status, answer) = dash
-        .act_with("default", "web", promote.clone(), &[("origin", &origin)])
-        .await;
-    assert_eq!(status, 401, "{answer}");
-    let (status, _) = dash
-        .act_with(
-            "default",
-            "web",
-            promote.clone(),
-            &[
-                ("authorization", &bearer),
-                ("origin", "http://evil.example"),
-            ],
-        )
-        .await;
-    assert_eq!(status, 403);
-    let (status, answer) = read_only
-        .act_with(
-            "default",
-            "web",
-            promote.clone(),
-            &[("authorization", &bearer)],
-        )
-        .await;
-    assert_eq!(status, 403, "{answer}");
-    assert!(
-        answer["error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("--read-only")
-    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let v = d.view("web");
     assert_eq!(phase(&v), "Paused", "a refused promote changed nothing");

@@ -194,6 +194,49 @@ impl Dash {
         text
     }
 
+    /// Opens the live stream of a page and reads it until the page's first regions arrived.
+    pub async fn open_live(&self, page: &str) -> reqwest::Response {
+        let mut live = self
+            .http
+            .get(format!("{}live/{page}", self.base))
+            .send()
+            .await
+            .expect("live stream");
+        self.live_until(&mut live, "the page's regions", |t| {
+            t.contains("inner summary")
+        })
+        .await;
+        live
+    }
+
+    /// The refusals every backend gives to a promote, each changing nothing: without the
+    /// token (401), from a foreign Origin (403), on a `--read-only` dashboard (403).
+    pub async fn assert_refusals(&self, read_only: &Dash, ns: &str, name: &str) {
+        let origin = self.origin();
+        let bearer = format!("Bearer {}", self.token);
+        let promote = serde_json::json!({"op": "promote"});
+        let (status, answer) = self
+            .act_with(ns, name, promote.clone(), &[("origin", &origin)])
+            .await;
+        assert_eq!(status, 401, "{answer}");
+        let foreign = [
+            ("authorization", bearer.as_str()),
+            ("origin", "http://evil.example"),
+        ];
+        let (status, answer) = self.act_with(ns, name, promote.clone(), &foreign).await;
+        assert_eq!(status, 403, "{answer}");
+        let (status, answer) = read_only
+            .act_with(ns, name, promote, &[("authorization", &bearer)])
+            .await;
+        assert_eq!(status, 403, "{answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("--read-only")
+        );
+    }
+
     /// Stops the process (SIGTERM, then SIGKILL after 10 s).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
