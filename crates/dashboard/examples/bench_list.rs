@@ -146,18 +146,30 @@ async fn clients() {
     report("  whole request", &mut times);
     let after_gets = rss_kib(pid, "VmRSS");
 
-    // 50 live pages: 40 on the list (half sorted by status), 10 on a rollout's page.
+    // 50 live pages as browsers open them (the page, then its live stream): 40 on the list
+    // (half sorted by status), 10 on a rollout's page.
     let received = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
         let path = match c {
-            c if c < 20 => "live".to_string(),
-            c if c < 40 => "live?sort=phase".to_string(),
-            c => format!("live/rollouts/team-{}/app-{:04}", c % 7, c),
+            c if c < 20 => String::new(),
+            c if c < 40 => "?sort=phase".to_string(),
+            c => format!("rollouts/team-{}/app-{:04}", c % 7, c),
         };
-        let (http, url, received) = (http.clone(), format!("{url}{path}"), received.clone());
+        let (http, url, received) = (http.clone(), url.clone(), received.clone());
         tasks.push(tokio::spawn(async move {
-            let mut r = http.get(url).send().await.unwrap();
+            let page = http
+                .get(format!("{url}{path}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let start = page.find("data-live=\"").unwrap() + 11;
+            let live = page[start..start + page[start..].find('"').unwrap()].replace("&amp;", "&");
+            let origin = url.trim_end_matches('/');
+            let mut r = http.get(format!("{origin}{live}")).send().await.unwrap();
             while let Ok(Some(chunk)) = r.chunk().await {
                 received.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
             }

@@ -20,6 +20,9 @@ impl fmt::Display for Esc<'_> {
                 '>' => "&gt;",
                 '"' => "&quot;",
                 '\'' => "&#39;",
+                // Line breaks as references: a region's HTML is one line of an event.
+                '\n' => "&#10;",
+                '\r' => "&#13;",
                 _ => continue,
             };
             f.write_str(&self.0[last..i])?;

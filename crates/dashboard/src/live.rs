@@ -4,15 +4,18 @@
 //!
 //! Neither backend pushes changes to its clients (the CLI's `-w` polls too), so the hub reads
 //! the backend every `poll_interval` while at least one page watches, and stops when the last
-//! one leaves. A poll whose answer did not change (same fingerprint) wakes nobody. Pages render
-//! their regions from the shared answer; the per-page state is one hash per region.
+//! one leaves. A poll whose answer did not change (same fingerprint) wakes nobody. Each answer
+//! is drawn once per way of showing it (the list with the same filters, a rollout's page) and
+//! encoded once as events that every page's stream shares; what a page keeps is one hash per
+//! region.
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use cutover_local::api::RolloutView;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -35,9 +38,70 @@ pub enum Snapshot {
     /// Not read yet.
     Loading,
     /// The views (one for a rollout's topic).
-    Views(Arc<Vec<RolloutView>>),
+    Views(Arc<Views>),
     /// The backend's error, for the page's problem banner.
     Failed(Arc<String>),
+}
+
+/// One answer of the backend, and what was drawn from it so far.
+#[derive(Debug)]
+pub struct Views {
+    /// The views.
+    pub list: Vec<RolloutView>,
+    /// Their fingerprint, which a page drawn from the same answer carries.
+    pub version: u64,
+    drawn: Mutex<HashMap<String, Arc<Drawn>>>,
+}
+
+impl Views {
+    /// Views with their fingerprint.
+    pub fn new(list: Vec<RolloutView>) -> Self {
+        Self {
+            version: version(&list),
+            list,
+            drawn: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Views read for one page alone, without the fingerprint (with a thousand rollouts it
+    /// costs as much as drawing the page).
+    pub fn new_unversioned(list: Vec<RolloutView>) -> Self {
+        Self {
+            version: 0,
+            list,
+            drawn: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The regions drawn and encoded under `key` (a page kind and its filters), once.
+    pub fn drawn(&self, key: &str, draw: impl FnOnce(&[RolloutView]) -> Regions) -> Arc<Drawn> {
+        let mut drawn = match self.drawn.lock() {
+            Ok(d) => d,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        drawn
+            .entry(key.to_string())
+            .or_insert_with(|| Arc::new(Drawn::new(&draw(&self.list))))
+            .clone()
+    }
+}
+
+/// The fingerprint of an answer: its JSON hashed as it is written, never held whole (with a
+/// thousand rollouts it would be megabytes on every poll).
+pub fn version(views: &[RolloutView]) -> u64 {
+    struct HashWriter(DefaultHasher);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = HashWriter(DefaultHasher::new());
+    let _ = serde_json::to_writer(&mut w, views);
+    w.0.finish()
 }
 
 /// The pollers, by topic.
@@ -63,12 +127,16 @@ impl Hub {
         })
     }
 
-    /// Watches a topic, starting its poller if nobody watched it yet.
-    pub fn subscribe(self: &Arc<Self>, topic: Topic) -> watch::Receiver<Snapshot> {
-        let mut topics = match self.topics.lock() {
+    fn topics(&self) -> std::sync::MutexGuard<'_, HashMap<Topic, watch::Sender<Snapshot>>> {
+        match self.topics.lock() {
             Ok(t) => t,
             Err(poisoned) => poisoned.into_inner(),
-        };
+        }
+    }
+
+    /// Watches a topic, starting its poller if nobody watched it yet.
+    pub fn subscribe(self: &Arc<Self>, topic: Topic) -> watch::Receiver<Snapshot> {
+        let mut topics = self.topics();
         if let Some(sender) = topics.get(&topic) {
             return sender.subscribe();
         }
@@ -78,12 +146,21 @@ impl Hub {
         receiver
     }
 
+    /// The latest answer for a topic that pages watch now: a page drawn from it needs no
+    /// read of its own, and its live stream starts from it.
+    pub fn current(&self, topic: &Topic) -> Option<Snapshot> {
+        match &*self.topics().get(topic)?.borrow() {
+            Snapshot::Loading => None,
+            answer => Some(answer.clone()),
+        }
+    }
+
     /// Pages watching now (for the benchmark and tests).
     pub fn watchers(&self) -> usize {
-        self.topics
-            .lock()
-            .map(|t| t.values().map(watch::Sender::receiver_count).sum())
-            .unwrap_or(0)
+        self.topics()
+            .values()
+            .map(watch::Sender::receiver_count)
+            .sum()
     }
 
     async fn poll(self: Arc<Self>, topic: Topic, sender: watch::Sender<Snapshot>) {
@@ -95,16 +172,13 @@ impl Hub {
                 Topic::Rollout(key) => self.backend.rollout(key).await.map(|v| vec![v]),
             };
             let (fingerprint, snapshot) = match answer {
-                Ok(views) => (
-                    fingerprint(&serde_json::to_vec(&views).unwrap_or_default()),
-                    Snapshot::Views(Arc::new(views)),
-                ),
+                Ok(views) => {
+                    let views = Views::new(views);
+                    (views.version, Snapshot::Views(Arc::new(views)))
+                }
                 Err(e) => {
                     let text = e.to_string();
-                    (
-                        fingerprint(text.as_bytes()),
-                        Snapshot::Failed(Arc::new(text)),
-                    )
+                    (hash(text.as_bytes()), Snapshot::Failed(Arc::new(text)))
                 }
             };
             if last != Some(fingerprint) {
@@ -114,10 +188,7 @@ impl Hub {
             {
                 // Under the lock, so that a page subscribing now either finds this poller
                 // still registered or starts a new one.
-                let mut topics = match self.topics.lock() {
-                    Ok(t) => t,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
+                let mut topics = self.topics();
                 if sender.receiver_count() == 0 {
                     topics.remove(&topic);
                     return;
@@ -134,7 +205,7 @@ impl Hub {
     }
 }
 
-fn fingerprint(bytes: &[u8]) -> u64 {
+fn hash(bytes: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
     bytes.hash(&mut h);
     h.finish()
@@ -144,15 +215,97 @@ fn fingerprint(bytes: &[u8]) -> u64 {
 /// replaced whole; otherwise each changed row is replaced alone.
 pub const ROWS: &str = "rows";
 
+/// A region encoded as one Server-Sent Event (`event: region`, `data: MODE ID`, `data: HTML`).
+#[derive(Debug)]
+pub struct Event {
+    id: u64,
+    html: u64,
+    mode: Mode,
+    bytes: Bytes,
+    /// Where the HTML sits in `bytes`.
+    at: std::ops::Range<usize>,
+}
+
+impl Event {
+    /// Encodes a region. Its HTML is one line: values are escaped with their line breaks, and
+    /// markup breaks are plain spaces to HTML, so any left become spaces.
+    pub fn new(region: &Region) -> Self {
+        let mode = match region.mode {
+            Mode::Inner => "inner",
+            Mode::Outer => "outer",
+        };
+        let head = format!("event: region\ndata: {mode} {}\ndata: ", region.id);
+        let mut bytes = BytesMut::with_capacity(head.len() + region.html.len() + 2);
+        bytes.extend_from_slice(head.as_bytes());
+        let start = bytes.len();
+        for chunk in region.html.split(['\n', '\r']) {
+            if bytes.len() > start {
+                bytes.extend_from_slice(b" ");
+            }
+            bytes.extend_from_slice(chunk.as_bytes());
+        }
+        let at = start..bytes.len();
+        bytes.extend_from_slice(b"\n\n");
+        Self {
+            id: hash(region.id.as_bytes()),
+            html: hash(region.html.as_bytes()),
+            mode: region.mode,
+            bytes: bytes.freeze(),
+            at,
+        }
+    }
+}
+
+/// A page's regions drawn from one answer, encoded once for every page that shows them.
+#[derive(Debug)]
+pub struct Drawn {
+    events: Vec<Event>,
+    /// Hash of the rows' ids in order.
+    order: u64,
+    /// All rows as one replacement of [`ROWS`], made when a page first needs it.
+    rows: OnceLock<Bytes>,
+}
+
+impl Drawn {
+    /// Encodes `regions`.
+    pub fn new(regions: &Regions) -> Self {
+        let events: Vec<Event> = regions.items.iter().map(Event::new).collect();
+        let mut order = DefaultHasher::new();
+        for e in events.iter().filter(|e| e.mode == Mode::Outer) {
+            e.id.hash(&mut order);
+        }
+        Self {
+            events,
+            order: order.finish(),
+            rows: OnceLock::new(),
+        }
+    }
+
+    fn rows(&self) -> Bytes {
+        self.rows
+            .get_or_init(|| {
+                let head = format!("event: region\ndata: inner {ROWS}\ndata: ");
+                let rows = self.events.iter().filter(|e| e.mode == Mode::Outer);
+                let mut b = BytesMut::with_capacity(
+                    head.len() + rows.clone().map(|e| e.at.len()).sum::<usize>() + 2,
+                );
+                b.extend_from_slice(head.as_bytes());
+                for e in rows {
+                    b.extend_from_slice(&e.bytes[e.at.clone()]);
+                }
+                b.extend_from_slice(b"\n\n");
+                b.freeze()
+            })
+            .clone()
+    }
+}
+
 /// What one page was last sent, to send only what changed.
 pub struct Sent {
     regions: HashMap<u64, u64>,
     order: Option<u64>,
     has_rows: bool,
 }
-
-/// One update for the page: `(mode, id, html)`.
-pub type Update = (Mode, String, String);
 
 impl Sent {
     /// Nothing sent yet to a page; `has_rows` for the list (its rows are in [`ROWS`]).
@@ -164,41 +317,32 @@ impl Sent {
         }
     }
 
-    /// The updates that bring the page from what it was sent to `regions`.
-    pub fn diff(&mut self, regions: &Regions) -> Vec<Update> {
-        let mut updates = Vec::new();
-        let rows: Vec<&Region> = regions
-            .items
-            .iter()
-            .filter(|r| r.mode == Mode::Outer)
-            .collect();
-        let mut order = DefaultHasher::new();
-        for r in &rows {
-            r.id.hash(&mut order);
-        }
-        let order = order.finish();
-        let reorder = self.has_rows && self.order != Some(order);
-        for r in &regions.items {
-            let key = fingerprint(r.id.as_bytes());
-            let value = fingerprint(r.html.as_bytes());
-            let changed = self.regions.insert(key, value) != Some(value);
-            match r.mode {
-                Mode::Inner if changed => updates.push((Mode::Inner, r.id.clone(), r.html.clone())),
-                Mode::Outer if changed && !reorder => {
-                    updates.push((Mode::Outer, r.id.clone(), r.html.clone()));
-                }
-                _ => {}
+    /// Records `drawn` as shown without sending it: the page was drawn from the same answer
+    /// (its rows differ only in the ages its script keeps current).
+    pub fn prime(&mut self, drawn: &Drawn) {
+        let _ = self.diff(drawn);
+    }
+
+    /// The event of one region outside the page's drawing (the problem banner), if it changed.
+    pub fn one(&mut self, event: &Event) -> Option<Bytes> {
+        (self.regions.insert(event.id, event.html) != Some(event.html)).then(|| event.bytes.clone())
+    }
+
+    /// The events that bring the page from what it was sent to `drawn`.
+    pub fn diff(&mut self, drawn: &Drawn) -> Vec<Bytes> {
+        let reorder = self.has_rows && self.order != Some(drawn.order);
+        let mut out = Vec::new();
+        for e in &drawn.events {
+            let changed = self.regions.insert(e.id, e.html) != Some(e.html);
+            if changed && (e.mode == Mode::Inner || !reorder) {
+                out.push(e.bytes.clone());
             }
         }
         if reorder {
-            let mut html = String::with_capacity(rows.iter().map(|r| r.html.len()).sum());
-            for r in &rows {
-                html.push_str(&r.html);
-            }
-            updates.push((Mode::Inner, ROWS.to_string(), html));
+            out.push(drawn.rows());
         }
-        self.order = Some(order);
-        updates
+        self.order = Some(drawn.order);
+        out
     }
 }
 
@@ -206,36 +350,43 @@ impl Sent {
 mod tests {
     use super::*;
 
-    fn regions(rows: &[(&str, &str)]) -> Regions {
+    fn drawn(rows: &[(&str, &str)]) -> Drawn {
         let mut r = Regions::default();
         r.push(Region::inner("count", format!("{} rows", rows.len())));
         for (id, html) in rows {
             r.push(Region::row((*id).to_string(), (*html).to_string()));
         }
-        r
+        Drawn::new(&r)
+    }
+
+    fn text(events: &[Bytes]) -> Vec<String> {
+        events
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect()
     }
 
     #[test]
     fn only_what_changed_is_sent_and_a_new_order_resends_the_rows() {
         let mut sent = Sent::new(true);
-        let first = sent.diff(&regions(&[("a", "A"), ("b", "B")]));
+        let first = text(&sent.diff(&drawn(&[("a", "A"), ("b", "B")])));
         assert_eq!(
-            first.iter().map(|u| u.1.as_str()).collect::<Vec<_>>(),
-            ["count", ROWS],
+            first,
+            [
+                "event: region\ndata: inner count\ndata: 2 rows\n\n",
+                "event: region\ndata: inner rows\ndata: AB\n\n"
+            ],
             "a new page gets everything"
         );
-        assert!(sent.diff(&regions(&[("a", "A"), ("b", "B")])).is_empty());
-        let one = sent.diff(&regions(&[("a", "A"), ("b", "B2")]));
-        assert_eq!(one, [(Mode::Outer, "b".to_string(), "B2".to_string())]);
-        let reordered = sent.diff(&regions(&[("b", "B2"), ("a", "A")]));
+        assert!(sent.diff(&drawn(&[("a", "A"), ("b", "B")])).is_empty());
+        let one = text(&sent.diff(&drawn(&[("a", "A"), ("b", "B\n2")])));
+        assert_eq!(one, ["event: region\ndata: outer b\ndata: B 2\n\n"]);
+        let reordered = text(&sent.diff(&drawn(&[("b", "B\n2"), ("a", "A")])));
         assert_eq!(
             reordered,
-            [(Mode::Inner, ROWS.to_string(), "B2A".to_string())]
+            ["event: region\ndata: inner rows\ndata: B 2A\n\n"]
         );
-        let emptied = sent.diff(&regions(&[]));
-        assert_eq!(
-            emptied.iter().map(|u| u.1.as_str()).collect::<Vec<_>>(),
-            ["count", ROWS]
-        );
+        let emptied = text(&sent.diff(&drawn(&[])));
+        assert_eq!(emptied.len(), 2, "{emptied:?}");
     }
 }

@@ -11,20 +11,18 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use cutover_core::ops::Operation;
-use futures::Stream;
 use jiff::Timestamp;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, RolloutKey};
 use crate::html::{Esc, Frame};
-use crate::live::{Hub, Sent, Snapshot, Topic};
+use crate::live::{Event as LiveEvent, Hub, Sent, Snapshot, Topic, Views};
 use crate::pages::list::ListQuery;
-use crate::pages::{Mode, Region, Regions, detail, list};
+use crate::pages::{Region, Regions, detail, list};
 use crate::{DashboardError, assets, guard};
 
 /// What every handler shares.
@@ -116,12 +114,27 @@ async fn guard_request(State(app): State<App>, request: Request, next: Next) -> 
 
 async fn list_page(State(app): State<App>, Query(q): Query<ListQuery>) -> Response {
     let now = Timestamp::now();
-    let (views, problem, status) = match app.backend.rollouts().await {
-        Ok(v) => (v, None, StatusCode::OK),
-        Err(e) => (Vec::new(), Some(e.to_string()), e.status()),
+    // While pages watch the list, its latest answer is at hand (and the new page's stream
+    // then starts from it); otherwise one read.
+    let answer = match app.hub.current(&Topic::List) {
+        Some(Snapshot::Views(views)) => Ok((views, true)),
+        Some(Snapshot::Failed(e)) => Err((StatusCode::BAD_GATEWAY, e.to_string())),
+        _ => match app.backend.rollouts().await {
+            Ok(list) => Ok((Arc::new(Views::new_unversioned(list)), false)),
+            Err(e) => Err((e.status(), e.to_string())),
+        },
     };
-    let page = list::page(&app.frame(), &views, &q, problem.as_deref(), now);
-    (status, no_store(), Html(page)).into_response()
+    match answer {
+        Ok((views, versioned)) => {
+            let version = versioned.then_some(views.version);
+            let page = list::page(&app.frame(), &views.list, &q, None, now, version);
+            (no_store(), Html(page)).into_response()
+        }
+        Err((status, e)) => {
+            let page = list::page(&app.frame(), &[], &q, Some(&e), now, None);
+            (status, no_store(), Html(page)).into_response()
+        }
+    }
 }
 
 async fn detail_page(State(app): State<App>, Path((ns, name)): Path<(String, String)>) -> Response {
@@ -129,13 +142,31 @@ async fn detail_page(State(app): State<App>, Path((ns, name)): Path<(String, Str
         namespace: ns,
         name,
     };
-    match app.backend.rollout(&key).await {
-        Ok(view) => {
-            let page = detail::page(&app.frame(), &key, &view, Timestamp::now(), app.read_only);
-            (no_store(), Html(page)).into_response()
+    let (view, version) = match app.hub.current(&Topic::Rollout(key.clone())) {
+        Some(Snapshot::Views(views)) if !views.list.is_empty() => {
+            (views.list[0].clone(), Some(views.version))
         }
-        Err(e) => message_page(&app, e.status(), "Rollout unavailable", &e.to_string()),
-    }
+        Some(Snapshot::Failed(e)) => {
+            return message_page(&app, StatusCode::BAD_GATEWAY, "Rollout unavailable", &e);
+        }
+        // One rollout's fingerprint is cheap: its stream can start from this page.
+        _ => match app.backend.rollout(&key).await {
+            Ok(view) => {
+                let version = crate::live::version(std::slice::from_ref(&view));
+                (view, Some(version))
+            }
+            Err(e) => return message_page(&app, e.status(), "Rollout unavailable", &e.to_string()),
+        },
+    };
+    let page = detail::page(
+        &app.frame(),
+        &key,
+        &view,
+        Timestamp::now(),
+        app.read_only,
+        version,
+    );
+    (no_store(), Html(page)).into_response()
 }
 
 async fn not_found(State(app): State<App>) -> Response {
@@ -254,12 +285,22 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
 }
 
+/// The version of the answer a page was drawn from (`?v=`): its live stream then starts with
+/// what changed since, not with everything again.
+#[derive(serde::Deserialize)]
+struct Since {
+    #[serde(default)]
+    v: Option<String>,
+}
+
 async fn live_list(
     State(app): State<App>,
     Query(q): Query<ListQuery>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    Query(since): Query<Since>,
+) -> Response {
     let root = app.root.to_string();
-    stream(app, Topic::List, true, move |views| {
+    let key = format!("list {q:?}");
+    stream(app, Topic::List, true, key, since.v, move |views| {
         list::regions(views, &q, &root, None)
     })
 }
@@ -267,93 +308,112 @@ async fn live_list(
 async fn live_rollout(
     State(app): State<App>,
     Path((ns, name)): Path<(String, String)>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    Query(since): Query<Since>,
+) -> Response {
     let read_only = app.read_only;
     let key = RolloutKey {
         namespace: ns,
         name,
     };
-    stream(app, Topic::Rollout(key), false, move |views| {
-        views
-            .first()
-            .map(|v| detail::regions(v, None, read_only))
-            .unwrap_or_default()
-    })
+    stream(
+        app,
+        Topic::Rollout(key),
+        false,
+        "rollout".into(),
+        since.v,
+        move |views| {
+            views
+                .first()
+                .map(|v| detail::regions(v, None, read_only))
+                .unwrap_or_default()
+        },
+    )
 }
 
-/// A page's live stream: on every new answer of its topic, the regions that changed; on a
-/// backend error, the problem banner (the regions keep what they showed).
+/// Sent first: reconnect a second after a lost connection (browsers wait longer by default).
+const RETRY: &[u8] = b"retry: 1000\n\n";
+/// Sent when nothing else was for a while, so that proxies keep the connection.
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+/// A page's live stream (Server-Sent Events): on every new answer of its topic, the regions
+/// that changed, as events encoded once for all pages; on a backend error, the problem
+/// banner (the regions keep what they showed). Ends when the dashboard shuts down.
 fn stream(
     app: App,
     topic: Topic,
     has_rows: bool,
+    key: String,
+    since: Option<String>,
     draw: impl Fn(&[cutover_local::api::RolloutView]) -> Regions + Send + 'static,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    struct State<F> {
+) -> Response {
+    struct Page<F> {
         rx: tokio::sync::watch::Receiver<Snapshot>,
         sent: Sent,
-        queue: std::collections::VecDeque<Event>,
-        first: bool,
-        retry_sent: bool,
+        queue: std::collections::VecDeque<Bytes>,
+        wait: bool,
+        since: Option<String>,
+        key: String,
         draw: F,
         shutdown: CancellationToken,
     }
-    let state = State {
+    let page = Page {
         rx: app.hub.subscribe(topic),
         sent: Sent::new(has_rows),
-        queue: std::collections::VecDeque::new(),
-        first: true,
-        retry_sent: false,
+        queue: std::iter::once(Bytes::from_static(RETRY)).collect(),
+        wait: false,
+        since,
+        key,
         draw,
         shutdown: app.shutdown.clone(),
     };
-    let events = futures::stream::unfold(state, |mut s| async move {
+    let events = futures::stream::unfold(page, |mut p| async move {
         loop {
-            if let Some(event) = s.queue.pop_front() {
-                return Some((Ok(event), s));
+            if let Some(event) = p.queue.pop_front() {
+                return Some((Ok::<_, Infallible>(event), p));
             }
-            if !s.first {
+            if p.wait {
                 tokio::select! {
-                    changed = s.rx.changed() => if changed.is_err() { return None },
-                    () = s.shutdown.cancelled() => return None,
+                    changed = p.rx.changed() => if changed.is_err() { return None },
+                    () = p.shutdown.cancelled() => return None,
+                    () = tokio::time::sleep(Duration::from_secs(15)) => {
+                        p.queue.push_back(Bytes::from_static(KEEP_ALIVE));
+                        continue;
+                    }
                 }
             }
-            s.first = false;
-            let snapshot = s.rx.borrow_and_update().clone();
-            let mut regions = match snapshot {
-                Snapshot::Loading => continue,
+            p.wait = true;
+            let snapshot = p.rx.borrow_and_update().clone();
+            match snapshot {
+                Snapshot::Loading => {}
                 Snapshot::Views(views) => {
-                    let mut regions = (s.draw)(&views);
-                    regions.push(Region::inner("problem", String::new()));
-                    regions
+                    let drawn = views.drawn(&p.key, &p.draw);
+                    if p.since.take() == Some(views.version.to_string()) {
+                        // The page shows this very answer: only later changes are sent.
+                        p.sent.prime(&drawn);
+                    }
+                    p.queue.extend(p.sent.diff(&drawn));
+                    p.queue.extend(p.sent.one(&problem(None)));
                 }
-                Snapshot::Failed(e) => {
-                    let mut regions = Regions::default();
-                    regions.push(Region::inner("problem", format!("<p>{}</p>", Esc(&e))));
-                    regions
-                }
-            };
-            let updates = s.sent.diff(&regions);
-            regions.items.clear();
-            for (mode, id, html) in updates {
-                let mode = match mode {
-                    Mode::Inner => "inner",
-                    Mode::Outer => "outer",
-                };
-                let mut event = Event::default()
-                    .event("region")
-                    .data(format!("{mode} {id}\n{html}"));
-                if !s.retry_sent {
-                    // Reconnect a second after a lost connection (the browser's default is
-                    // longer and varies).
-                    event = event.retry(Duration::from_secs(1));
-                    s.retry_sent = true;
-                }
-                s.queue.push_back(event);
+                Snapshot::Failed(e) => p.queue.extend(p.sent.one(&problem(Some(&e)))),
             }
         }
     });
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            // Proxies (nginx) must pass events on as they come.
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        axum::body::Body::from_stream(events),
+    )
+        .into_response()
+}
+
+/// The problem banner: the backend's error, or empty.
+fn problem(error: Option<&str>) -> LiveEvent {
+    let html = error.map_or_else(String::new, |e| format!("<p>{}</p>", Esc(e)));
+    LiveEvent::new(&Region::inner("problem", html))
 }
 
 impl IntoResponse for DashboardError {

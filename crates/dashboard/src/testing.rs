@@ -201,5 +201,5 @@ pub fn render_list(views: &[RolloutView], query: &crate::pages::list::ListQuery)
         source: "in memory",
         read_only: false,
     };
-    crate::pages::list::page(&frame, views, query, None, jiff::Timestamp::now())
+    crate::pages::list::page(&frame, views, query, None, jiff::Timestamp::now(), None)
 }

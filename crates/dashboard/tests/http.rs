@@ -325,6 +325,7 @@ async fn live_streams_send_what_changed_and_say_when_the_backend_is_down() {
         t.contains("cannot reach the cutover daemon")
     })
     .await;
+    read_stream_until(&mut list, |t| t.contains("cannot reach the cutover daemon")).await;
     let (status, page) = d.get("/").await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert!(page.contains("cannot reach the cutover daemon"));
@@ -337,6 +338,44 @@ async fn live_streams_send_what_changed_and_say_when_the_backend_is_down() {
     while d.dashboard.watchers() > 0 {
         assert!(Instant::now() < deadline, "pollers stop when pages leave");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The live address a page names (its `data-live`).
+fn live_address(page: &str) -> String {
+    let start = page.find("data-live=\"").expect("data-live") + 11;
+    let end = start + page[start..].find('"').expect("end of data-live");
+    page[start..end].replace("&amp;", "&")
+}
+
+#[tokio::test]
+async fn a_page_live_stream_starts_from_what_the_page_shows() {
+    let d = Running::start(FakeBackend::with(vec![view(0, 2)]), |_| {}).await;
+    let (_, page) = d.get("/rollouts/team-0/app-0000").await;
+    let live = live_address(&page);
+    assert!(live.contains("?v="), "{live}");
+    // A list page opened while another watches the list is drawn from the same answer.
+    let mut watching = d.http.get(d.url("/live")).send().await.unwrap();
+    read_stream_until(&mut watching, |t| t.contains("inner rows")).await;
+    let (_, list) = d.get("/").await;
+    assert!(live_address(&list).contains("/live?v="), "{list}");
+    let mut stream = d
+        .http
+        .get(format!("http://{}{live}", d.dashboard.address))
+        .send()
+        .await
+        .unwrap();
+    // The first event is the (empty) problem banner: the page's own regions are not sent
+    // again, the page shows them already.
+    let first = read_stream_until(&mut stream, |t| t.contains("inner problem")).await;
+    assert!(!first.contains("inner summary"), "{first}");
+    d.backend.update("app-0000", |v| {
+        v.rollout.status.as_mut().unwrap().phase = Some(cutover_core::api::RolloutPhase::Healthy);
+    });
+    let text = read_stream_until(&mut stream, |t| t.contains("Healthy")).await;
+    assert!(text.contains("inner summary"), "{text}");
+    for unchanged in ["inner events", "inner tree", "inner analysis"] {
+        assert!(!text.contains(unchanged), "{unchanged} sent again: {text}");
     }
 }
 

@@ -60,6 +60,7 @@ pub fn page(
     view: &RolloutView,
     now: Timestamp,
     read_only: bool,
+    version: Option<u64>,
 ) -> String {
     let mut out = String::with_capacity(32 * 1024);
     let base = format!(
@@ -72,10 +73,12 @@ pub fn page(
         &mut out,
         &key.name,
         &format!(
-            "{}/live/rollouts/{}/{}",
+            "{}/live/rollouts/{}/{}{}",
             frame.root,
             url_part(&key.namespace),
-            url_part(&key.name)
+            url_part(&key.name),
+            // The live stream then starts from what this page shows.
+            version.map_or_else(String::new, |v| format!("?v={v}"))
         ),
     );
     let _ = write!(

@@ -242,9 +242,16 @@ pub fn page(
     q: &ListQuery,
     problem: Option<&str>,
     now: Timestamp,
+    version: Option<u64>,
 ) -> String {
-    let mut out = String::with_capacity(2048 + views.len() * 600);
-    let live = format!("{}/live{}", frame.root, query_string(q, None));
+    let mut out = String::with_capacity(2048 + views.len() * 700);
+    let query = query_string(q, None);
+    let live = match version {
+        // The live stream then starts from what this page shows.
+        Some(v) if query.is_empty() => format!("{}/live?v={v}", frame.root),
+        Some(v) => format!("{}/live{query}&v={v}", frame.root),
+        None => format!("{}/live{query}", frame.root),
+    };
     frame.open(&mut out, "Rollouts", &live);
     out.push_str("<h1>Rollouts</h1>");
     filters(&mut out, frame.root, views, q);
