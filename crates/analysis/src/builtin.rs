@@ -26,8 +26,13 @@ pub struct CounterSample {
 
 /// Where the counters come from (the router, on one host).
 pub trait CounterSource: Send + Sync {
-    /// Counters of `revision` behind `service` now; None when it has served nothing.
-    fn sample(&self, service: &str, revision: &str) -> Option<CounterSample>;
+    /// Counters of `revision` behind `service` now; None when it has served nothing. Async:
+    /// the counters live in the data-plane process.
+    fn sample<'a>(
+        &'a self,
+        service: &'a str,
+        revision: &'a str,
+    ) -> BoxFuture<'a, Option<CounterSample>>;
 }
 
 /// Measures the router's counters.
@@ -132,10 +137,18 @@ impl Provider for BuiltinProvider {
             let mut metadata = BTreeMap::new();
             metadata.insert("service".into(), service.clone());
             metadata.insert("revision".into(), revision.clone());
-            let before = self.source.sample(&service, &revision).unwrap_or_default();
+            let before = self
+                .source
+                .sample(&service, &revision)
+                .await
+                .unwrap_or_default();
             let start = tokio::time::Instant::now();
             tokio::time::sleep(window).await;
-            let after = self.source.sample(&service, &revision).unwrap_or_default();
+            let after = self
+                .source
+                .sample(&service, &revision)
+                .await
+                .unwrap_or_default();
             let value = compute(
                 b.query,
                 b.quantile.unwrap_or(0.99),

@@ -88,6 +88,13 @@ enum Command {
     },
     /// Run the single-host daemon in the foreground: processes, router, control API.
     Up(commands::up::UpArgs),
+    /// The single-host data plane (the router), started and stopped by `cutover up`.
+    #[command(hide = true)]
+    DataPlane {
+        /// The router's settings, as JSON (the daemon passes them).
+        #[arg(long)]
+        settings: String,
+    },
     /// Apply manifests to the running daemon (all or nothing; lint errors refuse them).
     Apply {
         /// Manifest files, directories or `-`. Repeatable.
@@ -322,6 +329,11 @@ fn run(command: Command, backend: &commands::source::Backend) -> anyhow::Result<
         Command::Up(args) => up::run(
             args,
             b.local_only("up", "`cutover controller` in the cluster")?
+                .clone(),
+        ),
+        Command::DataPlane { settings } => up::data_plane(
+            &settings,
+            b.local_only("data-plane", "`cutover controller` in the cluster")?
                 .clone(),
         ),
         Command::Apply { files } => {

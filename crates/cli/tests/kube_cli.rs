@@ -132,7 +132,7 @@ async fn cli_verbs_work_against_kubernetes_and_as_a_kubectl_plugin() {
         }))
         .await;
     }
-    let controller = support::start_controller(&client, NS);
+    let controller = support::start_controller(&env.controller_client().await, NS);
     env.apply(json!({
         "apiVersion": "cutover.dev/v1alpha1", "kind": "Rollout",
         "metadata": {"name": "web", "namespace": NS},

@@ -335,7 +335,7 @@ async fn migration_jobs_run_before_the_preview_and_a_failure_stops_the_update() 
     let client = env.client.clone();
     let kubelet = Kubelet::start(client.clone(), NS).await;
     kubelet.run_cutover(CUTOVER);
-    let controller = support::start_controller(&client, NS);
+    let controller = support::start_controller(&env.controller_client().await, NS);
 
     // Two apps, each with no migration yet: v1 deploys at once.
     let web_db = database(&pg.url, "kube_web", 2500).await;

@@ -1,6 +1,8 @@
 //! `cutover lint --backend`, `cutover convert` with several files and foreign documents, and
-//! hostile manifests through lint, `apply` and `up`: each refused at once, with its location,
-//! by the same checks.
+//! hostile manifests through lint, `apply` (to a running daemon, which keeps running) and `up`:
+//! each refused with its location, by the same checks.
+
+mod e2e;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -245,18 +247,27 @@ fn hostile_manifests_are_refused_at_once_by_lint_apply_and_up() {
     ];
     let state = dir.path().join("state");
     let state = state.to_string_lossy();
+    let (services, _, _) = e2e::services("calm");
+    let daemon = e2e::Daemon::start(&services);
     for (file, at, what) in cases {
-        for verb in ["lint", "apply", "up"] {
+        for verb in ["lint", "up"] {
             let out = cutover(&[verb, "-f", file, "--state-dir", &state], dir.path(), &[]);
-            let err = stderr(&out);
-            assert_ne!(out.status.code(), Some(0), "{verb} {file}: {err}");
-            assert!(out.status.code().is_some(), "{verb} {file}: killed: {err}");
-            assert!(
-                err.contains(at) && err.contains(what),
-                "{verb} {file}: {err}"
-            );
+            refused(&out, &format!("{verb} {file}"), at, what);
         }
+        let path = dir.path().join(file);
+        let out = daemon.cli(&["apply", "-f", path.to_str().unwrap_or_default()]);
+        refused(&out, &format!("apply {file}"), file, what);
     }
+    // The daemon that refused them still serves.
+    daemon.ok(&["list"]);
+}
+
+/// The command was refused (not killed) with `at` and `what` in its error.
+fn refused(out: &Output, what_ran: &str, at: &str, what: &str) {
+    let err = stderr(out);
+    assert_ne!(out.status.code(), Some(0), "{what_ran}: {err}");
+    assert!(out.status.code().is_some(), "{what_ran}: killed: {err}");
+    assert!(err.contains(at) && err.contains(what), "{what_ran}: {err}");
 }
 
 #[test]
@@ -264,13 +275,14 @@ fn a_path_as_a_name_is_refused_by_lint_apply_and_up() {
     let dir = seed(|t| t.replace("name: my-app\n", "name: ../../../../tmp/x\n"));
     let state = dir.path().join("state");
     let state = state.to_string_lossy();
-    for verb in ["lint", "apply", "up"] {
+    let expected = "metadata.name: name `../../../../tmp/x` is not a DNS-1123 subdomain";
+    for verb in ["lint", "up"] {
         let out = cutover(&[verb, "-f", ".", "--state-dir", &state], dir.path(), &[]);
-        let err = stderr(&out);
-        assert_ne!(out.status.code(), Some(0), "{verb}: {err}");
-        assert!(
-            err.contains("rollout.yaml:6:9: metadata.name: name `../../../../tmp/x` is not a DNS-1123 subdomain"),
-            "{verb}: {err}"
-        );
+        refused(&out, verb, "rollout.yaml:6:9:", expected);
     }
+    let (services, _, _) = e2e::services("calm");
+    let daemon = e2e::Daemon::start(&services);
+    let out = daemon.cli(&["apply", "-f", dir.path().to_str().unwrap_or_default()]);
+    refused(&out, "apply", "rollout.yaml:6:9:", expected);
+    daemon.ok(&["list"]);
 }

@@ -228,8 +228,22 @@ fn a_rollout_applied_alone_uses_the_analysis_template_the_daemon_holds() {
 
     let alone = d.state_dir().join("rollout.yaml");
     std::fs::write(&alone, rollout.replace("image: demo:v1", "image: demo:v2")).expect("write");
-    let said = d.ok(&["apply", "-f", alone.to_str().unwrap_or_default()]);
+    // `antiAffinity` means nothing to processes on one host: applied, with a located warning.
+    let pinned = rollout.replace("image: demo:v1", "image: demo:v2")
+        + "      antiAffinity: {preferredDuringSchedulingIgnoredDuringExecution: {weight: 1}}\n";
+    std::fs::write(&alone, pinned).expect("write");
+    let given = alone.to_str().unwrap_or_default();
+    let out = d.cli(&["apply", "-f", given]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("Rollout/api configured"), "{said}");
+    assert!(
+        stderr(&out).contains(&format!("{given}:"))
+            && stderr(&out).contains("warning")
+            && stderr(&out).contains("antiAffinity"),
+        "{}",
+        stderr(&out)
+    );
     let v = d.wait_healthy_on("api", "demo:v2");
     assert_eq!(v["runs"][0]["phase"], "Successful", "{}", v["runs"]);
 

@@ -586,7 +586,13 @@ fn progress_deadline_marks_degraded_and_aborts_when_asked() {
             .status
             .condition(ConditionType::Progressing)
             .expect("condition");
-        assert_eq!(progressing.reason, "ProgressDeadlineExceeded");
+        // Argo: an abort (here caused by the deadline) outranks the deadline reason.
+        let expected = if abort {
+            "RolloutAborted"
+        } else {
+            "ProgressDeadlineExceeded"
+        };
+        assert_eq!(progressing.reason, expected);
         assert_eq!(
             p.status.phase,
             Some(cutover_core::api::RolloutPhase::Degraded)

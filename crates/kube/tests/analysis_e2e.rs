@@ -102,6 +102,8 @@ fn analysis_run(name: &str, spec: Value) -> Value {
 }
 
 struct Test {
+    /// The controller's identity: deploy/install.yaml's ServiceAccount and RBAC.
+    controller_client: Client,
     env: KubeEnv,
     client: Client,
     runs: Api<AnalysisRun>,
@@ -244,17 +246,28 @@ async fn analysis_runs_measured_against_a_real_api_server() {
         .with_test_writer()
         .try_init();
     let client = env.client.clone();
+    // secretKeyRef arguments: the optional role of deploy/install.yaml, bound here.
+    env.apply(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": { "name": "cutover-analysis-secrets", "namespace": NS },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                     "name": "cutover-analysis-secrets" },
+        "subjects": [{ "kind": "ServiceAccount", "name": "cutover-controller",
+                       "namespace": "cutover-system" }],
+    }))
+    .await;
     let kubelet = Kubelet::start(client.clone(), NS).await;
     let hits = Hits::default();
     let t = Test {
         runs: Api::namespaced(client.clone(), NS),
         client: client.clone(),
+        controller_client: env.controller_client().await,
         web: web_server(hits.clone()).await,
         hits,
         env,
     };
     let booted = started.elapsed();
-    let mut controller = start_controller(&client);
+    let mut controller = start_controller(&t.controller_client);
     let timed = |name: &'static str, at: Instant| {
         eprintln!("ok: {name} ({:.1}s)", at.elapsed().as_secs_f64());
     };
@@ -562,7 +575,7 @@ async fn restart_resumes_the_run(t: &Test, controller: &mut tokio::task::JoinHan
         before.metric_results[0].count,
         "measured while no controller ran"
     );
-    *controller = start_controller(&t.client);
+    *controller = start_controller(&t.controller_client);
     let after = t.finished("resumed", 20).await;
     assert_eq!(after.phase, Some(AnalysisPhase::Successful), "{after:?}");
     let health = &after.metric_results[0];

@@ -231,7 +231,7 @@ async fn argo_semantics_against_a_real_api_server() {
         .with_test_writer()
         .try_init();
     let _kubelet = Kubelet::start(client.clone(), NS).await;
-    let controller = support::start_controller(&client, NS);
+    let controller = support::start_controller(&env.controller_client().await, NS);
     progress_deadline_with_a_crash_looping_preview(&env).await;
     a_deleted_stable_replica_set_is_replaced(&env).await;
     a_selector_edited_by_hand_is_set_back(&env).await;
@@ -239,6 +239,8 @@ async fn argo_semantics_against_a_real_api_server() {
     role_metadata_reaches_pods(&env).await;
     revision_numbers_and_counts(&env, &client).await;
     controller.abort();
+    a_namespaced_install_runs_a_rollout(&env).await;
+    a_missing_permission_is_reported_not_a_silent_stall(&env).await;
     eprintln!("argo e2e took {:.1}s", started.elapsed().as_secs_f64());
 }
 
@@ -505,6 +507,125 @@ async fn revision_numbers_and_counts(env: &KubeEnv, client: &Client) {
     );
     let _ = client;
     eprintln!("ok: revision numbers and counts");
+}
+
+/// A Rollout in namespace `ns`, its Services, and a controller watching only `ns` as the
+/// namespaced install's ServiceAccount there.
+async fn in_namespace(
+    env: &KubeEnv,
+    ns: &str,
+    edit: impl Fn(&mut Value),
+) -> (Api<Rollout>, Kubelet, tokio::task::JoinHandle<()>) {
+    env.install_namespaced(ns, edit).await;
+    for svc in ["web-active", "web-preview"] {
+        env.apply(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": { "name": svc, "namespace": ns },
+            "spec": { "selector": { "app": "web" }, "ports": [{ "port": 80, "targetPort": 8080 }] },
+        }))
+        .await;
+    }
+    let kubelet = Kubelet::start(env.client.clone(), ns).await;
+    let client = env.service_account_client(ns, "cutover-controller").await;
+    let controller = support::start_controller(&client, ns);
+    env.apply(json!({
+        "apiVersion": "cutover.dev/v1alpha1", "kind": "Rollout",
+        "metadata": { "name": "web", "namespace": ns },
+        "spec": {
+            "replicas": 1,
+            "selector": { "matchLabels": { "app": "web" } },
+            "template": template("web", "web:1"),
+            "strategy": { "blueGreen": {
+                "activeService": "web-active", "previewService": "web-preview",
+                "autoPromotionEnabled": false,
+            } },
+        },
+    }))
+    .await;
+    (Api::namespaced(env.client.clone(), ns), kubelet, controller)
+}
+
+async fn a_namespaced_install_runs_a_rollout(env: &KubeEnv) {
+    let (rollouts, _kubelet, controller) = in_namespace(env, "team", |_| {}).await;
+    let phase = |want: RolloutPhase| {
+        let rollouts = rollouts.clone();
+        async move {
+            wait_for(60, &format!("team/web {want:?}"), || async {
+                let r = rollouts.get("web").await.ok()?;
+                (r.status?.phase == Some(want)).then_some(())
+            })
+            .await
+        }
+    };
+    phase(RolloutPhase::Healthy).await;
+    rollouts
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "spec": { "template": template("web", "web:2") } })),
+        )
+        .await
+        .unwrap();
+    phase(RolloutPhase::Paused).await;
+    rollouts
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "status": { "pauseConditions": null } })),
+        )
+        .await
+        .unwrap();
+    wait_for(60, "team/web promoted", || async {
+        let s = rollouts.get("web").await.ok()?.status?;
+        (s.phase == Some(RolloutPhase::Healthy)
+            && s.stable_rs.as_deref() == Some(hash_of("web", "web:2").as_str()))
+        .then_some(())
+    })
+    .await;
+    controller.abort();
+    eprintln!("ok: namespaced install (Role, RoleBinding, one namespace)");
+}
+
+async fn a_missing_permission_is_reported_not_a_silent_stall(env: &KubeEnv) {
+    // The namespaced Role without `patch` on Services: no selector can move.
+    let without_service_patch = |v: &mut Value| {
+        if v["kind"] == "Role" && v["metadata"]["name"] == "cutover-controller" {
+            for rule in v["rules"].as_array_mut().into_iter().flatten() {
+                if rule["resources"] == json!(["services"]) {
+                    rule["verbs"] = json!(["get", "list", "watch"]);
+                }
+            }
+        }
+    };
+    let (rollouts, _kubelet, controller) = in_namespace(env, "locked", without_service_patch).await;
+    let status = wait_for(60, "the refusal in status", || async {
+        let s = rollouts.get("web").await.ok()?.status?;
+        s.condition(ConditionType::ReplicaFailure)
+            .is_some()
+            .then_some(s)
+    })
+    .await;
+    let message = status.message.unwrap_or_default();
+    assert_eq!(status.phase, Some(RolloutPhase::Degraded));
+    assert!(
+        message.contains("forbidden") && message.contains("services"),
+        "{message}"
+    );
+    let events: Api<DynamicObject> = Api::namespaced_with(
+        env.client.clone(),
+        "locked",
+        &ApiResource::from_gvk(&GroupVersionKind::gvk("events.k8s.io", "v1", "Event")),
+    );
+    wait_for(30, "an ApiServerRefused event", || async {
+        let list = events.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| e.data["reason"] == "ApiServerRefused")
+            .then_some(())
+    })
+    .await;
+    controller.abort();
+    eprintln!("ok: a missing RBAC rule shows as Forbidden in status and events");
 }
 
 /// Every Rollout's status and every ReplicaSet's counts, for a failed wait.

@@ -25,6 +25,8 @@ const APP: &str = "app";
 
 struct Cluster {
     client: Client,
+    /// The controller's identity: deploy/install.yaml's ServiceAccount and RBAC.
+    controller_client: Client,
     rollouts: Api<Rollout>,
     services: Api<Service>,
     replica_sets: Api<ReplicaSet>,
@@ -229,6 +231,7 @@ async fn blue_green_against_a_real_api_server() {
     };
     let c = Cluster {
         client: client.clone(),
+        controller_client: env.controller_client().await,
         rollouts: Api::namespaced(client.clone(), NS),
         services: Api::namespaced(client.clone(), NS),
         replica_sets: Api::namespaced(client.clone(), NS),
@@ -247,7 +250,7 @@ async fn blue_green_against_a_real_api_server() {
     let kubelet = Kubelet::start(client.clone(), NS).await;
     env.apply(service("app-active")).await;
     env.apply(service("app-preview")).await;
-    let mut controller = start_controller(&client);
+    let mut controller = start_controller(&c.controller_client);
     scenarios(&env, &c, &kubelet, &mut controller).await;
     controller.abort();
     eprintln!("e2e scenarios took {:.1}s", started.elapsed().as_secs_f64());
@@ -400,12 +403,50 @@ async fn scenarios(
     c.patch_status(json!({ "pauseConditions": null })).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(c.selector("app-active").await.as_deref(), Some(h4.as_str()));
-    *controller = start_controller(&c.client);
+    *controller = start_controller(&c.controller_client);
     c.wait_selector("app-active", &h5, 60).await;
     c.wait_stable(&h5, 60).await;
     eprintln!("ok: controller restart converges");
 
-    // 11. Deleting the Rollout gives both Services their plain selectors back.
+    // 11. restartAt: the pods are evicted (the Eviction API of the server's version, found by
+    //     discovery) a few at a time and replaced, until none predates it.
+    let before: Vec<String> = c
+        .pods
+        .list(&ListParams::default().labels(&format!("{POD_TEMPLATE_HASH_LABEL}={h5}")))
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    assert!(!before.is_empty());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let restart_at = jiff::Timestamp::now().to_string();
+    let patch = json!({ "spec": { "restartAt": restart_at } });
+    c.rollouts
+        .patch(APP, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    wait_for(60, "pods restarted", || async {
+        let r = c.rollout().await;
+        r.status.as_ref()?.restarted_at.as_ref()?;
+        let now: Vec<String> = c
+            .pods
+            .list(&ListParams::default().labels(&format!("{POD_TEMPLATE_HASH_LABEL}={h5}")))
+            .await
+            .ok()?
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| p.name_any())
+            .collect();
+        (now.len() == before.len() && now.iter().all(|p| !before.contains(p))).then_some(())
+    })
+    .await;
+    c.wait_stable(&h5, 60).await;
+    eprintln!("ok: restartAt evicts and replaces the pods");
+
+    // 12. Deleting the Rollout gives both Services their plain selectors back.
     c.rollouts
         .delete(APP, &DeleteParams::default())
         .await

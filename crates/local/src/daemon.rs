@@ -1,19 +1,27 @@
 //! `cutover up`: the single-host daemon in the foreground. It applies the given manifests,
-//! re-adopts what a previous daemon left running, runs the controller loop, the router and the
-//! control API, and on Ctrl-C (or SIGTERM) stops every process it supervises.
+//! re-adopts what a previous daemon left running (the data plane with its listeners, and the
+//! processes), runs the controller loop and the control API.
+//!
+//! Stopping: Ctrl-C (SIGINT) or SIGTERM stops everything, the data plane and every process it
+//! supervises. SIGQUIT (Ctrl-\\) hands over instead: the daemon exits and leaves the data
+//! plane serving and the processes running, for the next `cutover up` to adopt (an upgrade:
+//! `cutover up --replace` sends it to the running daemon and takes over).
 
 use std::fs::File;
 use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use cutover_manifest::Source;
-use cutover_router::{Router, RouterConfig};
+use cutover_router::RouterConfig;
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ApiFile, serve};
+use crate::dataplane::{DataPlane, DataPlaneConfig, DataPlaneError, DataPlaneMode};
 use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::ops::{self, OpError};
 use crate::store::{Store, StoreError};
@@ -32,7 +40,15 @@ pub struct UpConfig {
     pub api_address: SocketAddr,
     /// Router settings.
     pub router: RouterConfig,
+    /// Where the data plane runs.
+    pub data_plane: DataPlaneMode,
+    /// Take over from a daemon running on the same state directory: it exits leaving the data
+    /// plane and the processes running, and this one adopts them.
+    pub replace: bool,
 }
+
+/// How long `--replace` waits for the running daemon to hand over.
+const REPLACE_LIMIT: Duration = Duration::from_secs(60);
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +76,17 @@ pub enum DaemonError {
     /// The engine could not start.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The data plane could not be reached or started.
+    #[error(transparent)]
+    DataPlane(#[from] DataPlaneError),
+    /// `--replace` found no daemon to take over from, or it did not hand over in time.
+    #[error("replacing the daemon of {path}: {why}")]
+    Replace {
+        /// The state directory.
+        path: PathBuf,
+        /// What went wrong.
+        why: String,
+    },
     /// The control API could not listen.
     #[error("control API on {address}: {source}")]
     Api {
@@ -83,21 +110,40 @@ pub async fn run(
         path: dir.clone(),
         source,
     };
-    std::fs::create_dir_all(dir.join("logs")).map_err(state_err)?;
-    let _lock = lock(dir)?;
+    secure_state_dir(dir).map_err(state_err)?;
+    let _lock = if config.replace {
+        take_over(dir).await?
+    } else {
+        lock(dir)?
+    };
+    crate::dataplane::raise_open_files_limit();
     let store = Arc::new(Store::open(dir)?);
+    for moved in store.quarantine_unreadable()? {
+        tracing::error!(
+            "state: {moved}; moved to the quarantine table of {}, the daemon runs the rest (re-apply the object to run it again)",
+            dir.join("state.db").display()
+        );
+    }
     if !config.sources.is_empty() {
         let report = ops::apply(&store, &config.sources)?;
+        for warning in &report.warnings {
+            tracing::warn!("{warning}");
+        }
         for line in &report.objects {
             tracing::info!("{line}");
         }
     }
-    let router = Router::new(config.router.clone());
+    let data_plane = DataPlane::start(DataPlaneConfig {
+        state_dir: dir.clone(),
+        mode: config.data_plane.clone(),
+        router: config.router.clone(),
+    })
+    .await?;
     let supervisor = Supervisor::new(SupervisorConfig::new(dir.join("logs")));
     let engine = Engine::new(
         store,
         supervisor.clone(),
-        router.clone(),
+        data_plane.clone(),
         EngineConfig {
             bind_address: config.bind_address,
         },
@@ -126,27 +172,105 @@ pub async fn run(
     let loop_task = tokio::spawn(engine.clone().run(stop.clone()));
     ready(address);
 
-    tokio::select! {
-        () = stop.cancelled() => {}
-        () = termination() => stop.cancel(),
-    }
-    tracing::info!("stopping: draining traffic and stopping processes");
+    let hand_over = tokio::select! {
+        () = stop.cancelled() => false,
+        () = termination() => false,
+        () = hand_over_signal() => true,
+    };
+    stop.cancel();
     let _ = loop_task.await;
     let _ = api.await;
-    router.shutdown().await;
-    supervisor.shutdown().await;
     let _ = std::fs::remove_file(dir.join(crate::api::API_FILE));
+    if hand_over {
+        // The processes are left running (dropping the supervisor does not stop them) and the
+        // data plane keeps serving with its last tables.
+        tracing::info!(
+            "handing over: the data plane keeps serving and the processes keep running; the next cutover up adopts them"
+        );
+        data_plane.detach();
+        return Ok(());
+    }
+    tracing::info!("stopping: draining traffic and stopping processes");
+    data_plane.shutdown().await;
+    supervisor.shutdown().await;
     Ok(())
 }
 
-/// Holds an exclusive lock on `<dir>/lock` for the daemon's lifetime.
+/// Asks the daemon holding `dir` to hand over (SIGQUIT to the pid in `<dir>/lock`), then takes
+/// the lock once it has exited.
+async fn take_over(dir: &Path) -> Result<Flock<File>, DaemonError> {
+    let replace_err = |why: String| DaemonError::Replace {
+        path: dir.to_path_buf(),
+        why,
+    };
+    if let Ok(lock) = lock(dir) {
+        tracing::info!("--replace: no daemon runs on this state directory; starting");
+        return Ok(lock);
+    }
+    let pid = locking_pid(dir).map_err(|e| {
+        replace_err(format!(
+            "cannot find the running daemon's pid in the lock file ({e}); stop it with Ctrl-\\ or kill -QUIT"
+        ))
+    })?;
+    let pid = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGQUIT)
+        .map_err(|e| replace_err(format!("cannot signal daemon pid {pid}: {e}")))?;
+    tracing::info!(%pid, "--replace: asked the running daemon to hand over");
+    let deadline = tokio::time::Instant::now() + REPLACE_LIMIT;
+    loop {
+        if let Ok(lock) = lock(dir) {
+            return Ok(lock);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(replace_err(format!(
+                "daemon pid {pid} did not hand over within {REPLACE_LIMIT:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Makes the state directory and everything in it owner-only, saying what was wider.
+fn secure_state_dir(dir: &Path) -> std::io::Result<()> {
+    let fixed = crate::private::secure_tree(dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(crate::private::DIR_MODE)
+        .create(dir.join("logs"))?;
+    if !fixed.is_empty() {
+        tracing::warn!(
+            "state directory {} was readable by other users; made owner-only: {}",
+            dir.display(),
+            fixed.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// Holds an exclusive lock on `<dir>/lock` for the daemon's lifetime, with the daemon's pid
+/// in it (what `--replace` signals).
 fn lock(dir: &Path) -> Result<Flock<File>, DaemonError> {
-    let file = File::create(dir.join("lock")).map_err(|source| DaemonError::StateDir {
+    use std::io::Write as _;
+    let state_err = |source| DaemonError::StateDir {
         path: dir.to_path_buf(),
         source,
-    })?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock)
-        .map_err(|_| DaemonError::Locked(dir.to_path_buf()))
+    };
+    // Opened without truncating: the file of a running daemon keeps its pid.
+    let file = crate::private::open_write(&dir.join("lock")).map_err(state_err)?;
+    let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        .map_err(|_| DaemonError::Locked(dir.to_path_buf()))?;
+    lock.set_len(0).map_err(state_err)?;
+    lock.write_all(format!("{}\n", std::process::id()).as_bytes())
+        .map_err(state_err)?;
+    Ok(lock)
+}
+
+/// The pid of the daemon holding `<dir>/lock`.
+fn locking_pid(dir: &Path) -> std::io::Result<i32> {
+    let text = std::fs::read_to_string(dir.join("lock"))?;
+    text.trim()
+        .parse()
+        .map_err(|_| std::io::Error::other(format!("no pid in the lock file: {text:?}")))
 }
 
 /// A fresh random token (256 bits from the kernel's generator, hex).
@@ -157,8 +281,18 @@ fn token() -> std::io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Resolves on SIGQUIT (Ctrl-\\): hand over rather than stop. Never, if it cannot be caught.
+async fn hand_over_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::quit()) {
+        Ok(mut quit) => {
+            quit.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
-async fn termination() {
+pub(crate) async fn termination() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
         Err(_) => {

@@ -35,6 +35,10 @@ pub enum OpError {
 pub struct ApplyReport {
     /// `Kind/name unchanged|configured|created`, one per object.
     pub objects: Vec<String>,
+    /// Located warnings, one per line: fields that do nothing on one host and what to use
+    /// instead. Applied anyway, as `cutover lint --backend local` would pass them.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Validates and stores manifests, all or nothing. A Rollout keeps its status (and creation
@@ -46,7 +50,16 @@ pub fn apply(store: &Store, sources: &[Source]) -> Result<ApplyReport, OpError> 
     let now = Time(Timestamp::now());
     let given = |file: &str| sources.iter().any(|s| s.path == file);
     store.write(|tx| -> Result<ApplyReport, OpError> {
-        let mut report = ApplyReport::default();
+        let mut report = ApplyReport {
+            // Only the given files' warnings: stored context was warned about when applied.
+            warnings: set
+                .warnings
+                .iter()
+                .filter(|w| given(&w.file))
+                .map(ToString::to_string)
+                .collect(),
+            ..ApplyReport::default()
+        };
         for r in &set.rollouts {
             let mut rollout = r.value.clone();
             anchor_migration_dir(&mut rollout, &r.file);
@@ -104,6 +117,9 @@ pub fn apply(store: &Store, sources: &[Source]) -> Result<ApplyReport, OpError> 
 /// `(stored KIND/NAME)`, minus those the files define again. References then resolve as they
 /// will when the engine runs the rollout.
 fn load_with_stored(store: &Store, sources: &[Source]) -> Result<ManifestSet, OpError> {
+    // Bounded first: listing the files' objects parses them, and a hostile text must be
+    // refused before that.
+    cutover_manifest::check_bounds(sources).map_err(OpError::Invalid)?;
     let stored = store.read(|tx| {
         let mut docs = Vec::new();
         for kind in ["AnalysisTemplate", "ClusterAnalysisTemplate"] {
@@ -129,7 +145,9 @@ fn load_with_stored(store: &Store, sources: &[Source]) -> Result<ManifestSet, Op
             all.push(Source::new(format!("(stored {kind}/{name})"), json));
         }
     }
-    cutover_manifest::load(&all).map_err(OpError::Invalid)
+    // Checked for this backend: a field that does nothing on one host is applied with a
+    // warning that says so, instead of silently.
+    cutover_manifest::load_for(&all, cutover_manifest::Target::Local).map_err(OpError::Invalid)
 }
 
 /// `(kind, name)` of every document in `sources`, read leniently: what does not parse is left

@@ -6,6 +6,7 @@
 //! either the state before the pass or after it; the next pass re-observes and re-plans.
 
 mod migrations;
+mod quarantine;
 
 pub use migrations::MigrationFailureRow;
 
@@ -47,6 +48,15 @@ pub enum StoreError {
     /// No such rollout.
     #[error("rollout {0:?} not found: apply its manifest first (`cutover apply -f FILE`)")]
     NotFound(String),
+    /// The state file could not be created or opened.
+    #[error("state database {path}: {source}; check that the state directory is writable")]
+    Open {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A revision as stored.
@@ -116,7 +126,14 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) `<dir>/state.db`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(dir.join("state.db"))?;
+        let path = dir.join("state.db");
+        // Made owner-only before SQLite sees it: SQLite gives its WAL and shared-memory files
+        // the database file's permissions.
+        crate::private::open_append(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;

@@ -33,7 +33,7 @@ pub use checks::{LOCAL_REPLICA_LIMIT, Target};
 pub use convert::{ConvertOutput, Converted, ConvertedFile, ConvertedFiles, convert, convert_all};
 pub use diag::{Diagnostic, Diagnostics, Pos, Severity};
 pub use limits::{MAX_DEPTH, MAX_DIAGNOSTICS, MAX_DOCUMENT_BYTES, MAX_FILE_BYTES};
-pub use load::{ARGO_API_VERSION, LoadOptions, Source, load, load_for, load_with};
+pub use load::{ARGO_API_VERSION, LoadOptions, Source, check_bounds, load, load_for, load_with};
 pub use locate::{DocIndex, NodeLoc, SyntaxError, index_documents};
 pub use path::{FieldPath, Segment};
 pub use schema::{Kind, UnknownField, strip_unknown_fields, suggest};

@@ -56,6 +56,26 @@ pub fn load_for(sources: &[Source], target: Target) -> Result<ManifestSet, Diagn
     )
 }
 
+/// Only the bounds of the input (file and document sizes, nesting depth), checked without a
+/// full parse: what a caller runs before it reads the text any other way (the daemon's `apply`
+/// lists the files' kinds and names to combine them with what it holds).
+pub fn check_bounds(sources: &[Source]) -> Result<(), Diagnostics> {
+    let mut diags = Diagnostics::new();
+    for source in sources {
+        let too_big = crate::limits::check_sizes(source);
+        if !too_big.is_empty() {
+            diags.extend(too_big);
+            continue;
+        }
+        if let Err(e) = index_documents(&source.text)
+            && e.too_deep
+        {
+            diags.push(too_deep(&source.path, e.pos));
+        }
+    }
+    if diags.is_empty() { Ok(()) } else { Err(diags) }
+}
+
 /// How [`load_with`] reads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LoadOptions {

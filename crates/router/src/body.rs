@@ -8,6 +8,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::sync::oneshot;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::state::InFlight;
@@ -23,6 +24,24 @@ pub(crate) enum RequestBody {
     Stream(Incoming),
     /// A buffered prefix, then the rest streamed: buffering for a mirror stopped at the cap.
     Chained(Option<Bytes>, Incoming),
+    /// A body that says when its last frame was taken: the response timeout starts then, as
+    /// a slow upload is not a slow backend.
+    Watched(Box<RequestBody>, Option<oneshot::Sender<()>>),
+}
+
+impl RequestBody {
+    /// This body, and a receiver that resolves once the whole body was sent (at once for an
+    /// empty or buffered one; an error also resolves it, as the sender is dropped).
+    pub fn watched(self) -> (Self, Option<oneshot::Receiver<()>>) {
+        if self.is_end_stream() || matches!(self, RequestBody::Full(_)) {
+            return (self, None);
+        }
+        let (done, uploaded) = oneshot::channel();
+        (
+            RequestBody::Watched(Box::new(self), Some(done)),
+            Some(uploaded),
+        )
+    }
 }
 
 impl Body for RequestBody {
@@ -41,6 +60,15 @@ impl Body for RequestBody {
                 Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
                 None => Pin::new(rest).poll_frame(cx),
             },
+            RequestBody::Watched(inner, done) => {
+                let frame = ready!(Pin::new(inner.as_mut()).poll_frame(cx));
+                if (frame.is_none() || inner.is_end_stream())
+                    && let Some(done) = done.take()
+                {
+                    let _ = done.send(());
+                }
+                Poll::Ready(frame)
+            }
         }
     }
 
@@ -50,6 +78,7 @@ impl Body for RequestBody {
             RequestBody::Full(bytes) => bytes.is_none(),
             RequestBody::Stream(inner) => inner.is_end_stream(),
             RequestBody::Chained(prefix, rest) => prefix.is_none() && rest.is_end_stream(),
+            RequestBody::Watched(inner, _) => inner.is_end_stream(),
         }
     }
 
@@ -70,6 +99,7 @@ impl Body for RequestBody {
                 }
                 out
             }
+            RequestBody::Watched(inner, _) => inner.size_hint(),
         }
     }
 }

@@ -48,6 +48,9 @@ pub(crate) enum ProxyError {
         addr: SocketAddr,
         source: hyper_util::client::legacy::Error,
     },
+    /// The backend sent no response head within the route's response timeout.
+    #[error("no response within {0:?}")]
+    Timeout(std::time::Duration),
     /// The backend's revision was drained and its deadline passed, or the router shut down.
     #[error("cancelled by drain")]
     Cancelled,
@@ -73,6 +76,12 @@ pub(crate) fn error_response<B: From<Bytes>>(service: &str, error: &ProxyError) 
         ProxyError::Connect { .. } | ProxyError::Backend { .. } => (
             StatusCode::BAD_GATEWAY,
             format!("backend of service {service} failed\n"),
+        ),
+        ProxyError::Timeout(after) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the backend of service {service} did not answer within {after:?} (annotation cutover.dev/response-timeout on the Service sets this)\n"
+            ),
         ),
         ProxyError::Cancelled => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -8,9 +8,11 @@
 //! [`ServiceHandle::drained`] and [`ServiceHandle::serving`] are what the planner verifies with.
 
 mod body;
+mod conn;
 mod counters;
 mod error;
 mod headers;
+mod limits;
 mod listener;
 mod metrics;
 mod mirror;
@@ -21,15 +23,18 @@ mod table;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use counters::RevisionCounters;
 pub use error::RouterError;
+pub use limits::{FdLimit, connection_budget, current_soft_limit, fd_reserve, raise_fd_limit};
 pub use service::ServiceHandle;
 pub use table::{
     HeaderMatch, HeaderRoute, MirrorRule, RouteTable, STICKY_COOKIE, STICKY_HEADER,
@@ -39,8 +44,8 @@ pub use table::{
 use metrics::ServiceLabels;
 use service::{ServiceInner, Shared};
 
-/// Router settings.
-#[derive(Clone, Debug)]
+/// Router settings. A zero duration turns its timeout off.
+#[derive(Clone, Debug, PartialEq)]
 pub struct RouterConfig {
     /// How long requests on a removed backend may finish before they are cancelled.
     pub drain_timeout: Duration,
@@ -52,6 +57,18 @@ pub struct RouterConfig {
     pub mirror_max_body: usize,
     /// Connecting to a backend longer than this fails the request with 502.
     pub backend_connect_timeout: Duration,
+    /// A client must send a whole request head within this after connecting (and, on an
+    /// HTTP/1.1 keep-alive connection, after its previous response), or the connection is
+    /// closed: a half-sent request or a silent socket does not hold a connection.
+    pub header_read_timeout: Duration,
+    /// A connection on which no request was made for this long is closed (HTTP/1.1 and h2c).
+    pub idle_timeout: Duration,
+    /// Open client connections per Service listener. Beyond it (or beyond the process's
+    /// open-files budget) a new connection is answered `503` with `Connection: close`.
+    pub max_connections: usize,
+    /// Time from forwarding a whole request to the response head, for routes whose table sets
+    /// none; a backend slower than this gets the client a `504`.
+    pub response_timeout: Duration,
 }
 
 impl Default for RouterConfig {
@@ -62,6 +79,10 @@ impl Default for RouterConfig {
             mirror_timeout: Duration::from_secs(5),
             mirror_max_body: 1024 * 1024,
             backend_connect_timeout: Duration::from_secs(2),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            response_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -93,6 +114,8 @@ impl std::fmt::Debug for Router {
 }
 
 impl Router {
+    /// A router whose client connections share the open-files budget of the soft limit in
+    /// force now (call [`raise_fd_limit`] first).
     pub fn new(config: RouterConfig) -> Self {
         let client = proxy::client(&config);
         let shared = Arc::new(Shared {
@@ -100,6 +123,10 @@ impl Router {
             client,
             metrics: metrics::Metrics::new(),
             epoch: tokio::time::Instant::now(),
+            connections: AtomicUsize::new(0),
+            connection_budget: connection_budget(current_soft_limit()),
+            refusals: Arc::new(Semaphore::new(listener::REFUSAL_SLOTS)),
+            changes: watch::Sender::new(0),
         });
         Self {
             inner: Arc::new(RouterInner {
@@ -118,6 +145,18 @@ impl Router {
         &self,
         service: &str,
         addr: SocketAddr,
+    ) -> Result<ServiceHandle, RouterError> {
+        self.bind_with(service, addr, None).await
+    }
+
+    /// Starts a listener for a Service whose first table is installed before the first
+    /// connection is accepted, so a listener that opens again after a restart never answers
+    /// from an empty table. Connections arriving meanwhile wait in the kernel's backlog.
+    pub async fn bind_with(
+        &self,
+        service: &str,
+        addr: SocketAddr,
+        table: Option<RouteTable>,
     ) -> Result<ServiceHandle, RouterError> {
         let inner = &self.inner;
         if inner.stop.is_cancelled() {
@@ -161,6 +200,9 @@ impl Router {
                 service: service.to_owned(),
             })
             .set(0);
+        if let Some(table) = table {
+            handle.install(table);
+        }
         inner.connections.spawn(listener::accept_loop(
             listener,
             Arc::clone(&handle.inner),
@@ -180,6 +222,33 @@ impl Router {
             .cloned()
     }
 
+    /// Every Service bound, by name.
+    pub fn services(&self) -> Vec<ServiceHandle> {
+        self.inner
+            .services
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// A counter bumped on every table install and every finished drain: what a watcher of
+    /// [`ServiceHandle::serving`] waits on.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.shared.changes.subscribe()
+    }
+
+    /// How many client connections the open-files budget allows, all listeners together.
+    pub fn connection_budget(&self) -> usize {
+        self.inner.shared.connection_budget
+    }
+
+    /// The settings this router runs with.
+    pub fn config(&self) -> &RouterConfig {
+        &self.inner.shared.config
+    }
+
     /// OpenMetrics text of all metrics.
     pub fn metrics_text(&self) -> String {
         self.inner.shared.metrics.encode()
@@ -189,6 +258,16 @@ impl Router {
     /// or None when it has served nothing yet.
     pub fn revision_counters(&self, service: &str, revision: &str) -> Option<RevisionCounters> {
         counters::parse(&self.metrics_text(), service, revision)
+    }
+
+    /// The counters of one revision read from metrics text this router (or another process
+    /// running one) produced.
+    pub fn counters_from_metrics(
+        text: &str,
+        service: &str,
+        revision: &str,
+    ) -> Option<RevisionCounters> {
+        counters::parse(text, service, revision)
     }
 
     /// Records a measured switch latency (install to verified) for `service`.

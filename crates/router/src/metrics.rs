@@ -36,6 +36,13 @@ pub(crate) struct ServiceLabels {
     pub service: String,
 }
 
+/// A Service and why a connection was refused or closed.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ConnectionLabels {
+    pub service: String,
+    pub reason: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -57,6 +64,10 @@ pub(crate) struct Metrics {
     pub mirror: Family<MirrorLabels, Counter>,
     pub switch: HistogramFamily<ServiceLabels>,
     pub generation: Family<ServiceLabels, Gauge>,
+    pub connections_open: Family<ServiceLabels, Gauge>,
+    pub connections_refused: Family<ConnectionLabels, Counter>,
+    pub connections_timed_out: Family<ConnectionLabels, Counter>,
+    pub response_timeouts: Family<RevisionLabels, Counter>,
 }
 
 impl Metrics {
@@ -69,6 +80,10 @@ impl Metrics {
         let mirror = Family::<MirrorLabels, Counter>::default();
         let switch: HistogramFamily<ServiceLabels> = Family::new_with_constructor(switch_histogram);
         let generation = Family::<ServiceLabels, Gauge>::default();
+        let connections_open = Family::<ServiceLabels, Gauge>::default();
+        let connections_refused = Family::<ConnectionLabels, Counter>::default();
+        let connections_timed_out = Family::<ConnectionLabels, Counter>::default();
+        let response_timeouts = Family::<RevisionLabels, Counter>::default();
         registry.register(
             "requests",
             "Requests answered, by service, revision and status class",
@@ -99,6 +114,31 @@ impl Metrics {
             "Generation of the live route table",
             generation.clone(),
         );
+        registry.register(
+            "connections_open",
+            "Client connections open on a Service's listener",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Client connections answered 503 and closed at once: limit (the listener's \
+             max_connections), budget (the open-files budget), overflow (too many refusals at \
+             once: closed unanswered), accept_error (accept failed)",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "connections_timed_out",
+            "Client connections closed for sending nothing: no_request (no request head within \
+             the header-read timeout of connecting), header (a request head not finished in \
+             time), idle (no request for the idle timeout)",
+            connections_timed_out.clone(),
+        );
+        registry.register(
+            "response_timeouts",
+            "Requests answered 504: the backend sent no response head within the route's \
+             response timeout",
+            response_timeouts.clone(),
+        );
         Self {
             registry,
             requests,
@@ -107,6 +147,10 @@ impl Metrics {
             mirror,
             switch,
             generation,
+            connections_open,
+            connections_refused,
+            connections_timed_out,
+            response_timeouts,
         }
     }
 
@@ -132,7 +176,26 @@ impl Metrics {
             ],
             duration: self.duration.get_or_create_owned(&labels),
             in_flight: self.in_flight.get_or_create_owned(&labels),
+            timeouts: self.response_timeouts.get_or_create_owned(&labels),
         }
+    }
+
+    pub fn refused(&self, service: &str, reason: &'static str) {
+        self.connections_refused
+            .get_or_create(&ConnectionLabels {
+                service: service.to_owned(),
+                reason,
+            })
+            .inc();
+    }
+
+    pub fn timed_out(&self, service: &str, reason: &'static str) {
+        self.connections_timed_out
+            .get_or_create(&ConnectionLabels {
+                service: service.to_owned(),
+                reason,
+            })
+            .inc();
     }
 
     pub fn mirror_outcome(&self, service: &str, revision: &str, outcome: &'static str) {
@@ -160,6 +223,8 @@ pub(crate) struct RevisionMetrics {
     by_class: [Counter; 5],
     pub duration: Histogram,
     pub in_flight: Gauge,
+    /// Requests of this revision that hit the response timeout.
+    pub timeouts: Counter,
 }
 
 impl RevisionMetrics {

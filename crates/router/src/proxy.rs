@@ -65,7 +65,8 @@ async fn proxy(
     request: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response<ResponseBody>, Failure> {
-    let (claim, mirror_to) = choose(service, request.headers()).map_err(|e| (e, None))?;
+    let (claim, mirror_to, response_timeout) =
+        choose(service, request.headers()).map_err(|e| (e, None))?;
     let revision_metrics = Arc::clone(&claim.backend.metrics);
     let fail = |e| (e, Some(Arc::clone(&revision_metrics)));
 
@@ -93,11 +94,27 @@ async fn proxy(
     })?;
 
     let cancel = claim.backend.cancel.clone();
+    let (body, uploaded) = body.watched();
+    let deadline = async move {
+        let Some(after) = response_timeout else {
+            return std::future::pending().await;
+        };
+        // Like Envoy's route timeout, the clock starts once the whole request is forwarded.
+        if let Some(uploaded) = uploaded {
+            let _ = uploaded.await;
+        }
+        tokio::time::sleep(after).await;
+        after
+    };
     let sent = tokio::select! {
         biased;
         _ = cancel.cancelled() => Err(ProxyError::Cancelled),
         result = service.shared.client.request(Request::from_parts(parts, body)) => {
             result.map_err(|source| classify(service, &claim, source))
+        }
+        after = deadline => {
+            revision_metrics.timeouts.inc();
+            Err(ProxyError::Timeout(after))
         }
     };
     let mut response = sent.map_err(fail)?;
@@ -123,13 +140,13 @@ pub(crate) fn body_is_empty(body: &Incoming) -> bool {
     hyper::body::Body::is_end_stream(body)
 }
 
+/// What [`choose`] decided: the claimed primary, the mirror plan, the response timeout.
+type Choice = (InFlight, Option<mirror::Plan>, Option<Duration>);
+
 /// Picks and claims the primary backend, and says whether to mirror (and to which revision).
 /// Reloads the snapshot when an install raced the claim, so no request lands on a backend
 /// whose drain has started.
-fn choose(
-    service: &ServiceInner,
-    headers: &http::HeaderMap,
-) -> Result<(InFlight, Option<mirror::Plan>), ProxyError> {
+fn choose(service: &ServiceInner, headers: &http::HeaderMap) -> Result<Choice, ProxyError> {
     let mut last = ProxyError::NoRevision;
     for _ in 0..CLAIM_ATTEMPTS {
         let snapshot = service.snapshot.load();
@@ -139,7 +156,7 @@ fn choose(
                     .mirror
                     .filter(|(_, percent)| fastrand::f64() * 100.0 < *percent)
                     .map(|(revision, _)| mirror::plan(service, &snapshot, revision));
-                return Ok((claim, mirror));
+                return Ok((claim, mirror, snapshot.response_timeout));
             }
             Err(error) => {
                 if service.snapshot.load().generation == snapshot.generation {

@@ -2,10 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -21,11 +22,53 @@ pub(crate) struct Shared {
     pub metrics: Metrics,
     /// Reference point for passive-health ejection times.
     pub epoch: Instant,
+    /// Client connections open on all listeners of this router.
+    pub connections: AtomicUsize,
+    /// How many client connections the open-files budget allows (all listeners together).
+    pub connection_budget: usize,
+    /// Refusals being answered right now; each holds a descriptor for a moment.
+    pub refusals: Arc<Semaphore>,
+    /// Bumped on every install and every finished drain: what status watchers wait on.
+    pub changes: watch::Sender<u64>,
 }
 
 impl Shared {
     pub fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub fn changed(&self) {
+        self.changes.send_modify(|v| *v += 1);
+    }
+}
+
+/// Lets one log line through per period and counts the ones held back, so a flood of refused
+/// connections is reported without flooding the log.
+#[derive(Default)]
+pub(crate) struct LogLimiter {
+    next_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogLimiter {
+    /// `Some(held back since the last line)` when a line may be written now.
+    pub fn allow(&self, now_ms: u64, period_ms: u64) -> Option<u64> {
+        let next = self.next_ms.load(Ordering::Relaxed);
+        if now_ms >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now_ms + period_ms,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            return Some(self.suppressed.swap(0, Ordering::Relaxed));
+        }
+        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        None
     }
 }
 
@@ -49,6 +92,10 @@ pub(crate) struct ServiceInner {
     pub cancel_root: CancellationToken,
     pub upgrades_root: CancellationToken,
     pub mirror_slots: Arc<Semaphore>,
+    /// Client connections open on this listener.
+    pub connections: AtomicUsize,
+    /// Rate limit of the "connection refused" warning.
+    pub refusal_log: LogLimiter,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -77,6 +124,8 @@ impl ServiceInner {
             cancel_root,
             upgrades_root,
             mirror_slots,
+            connections: AtomicUsize::new(0),
+            refusal_log: LogLimiter::default(),
         }
     }
 }
@@ -124,6 +173,7 @@ impl ServiceHandle {
             notify: &inner.notify,
             cancel_root: &inner.cancel_root,
             upgrades_root: &inner.upgrades_root,
+            default_response_timeout: inner.shared.config.response_timeout,
         };
         let (snapshot, removed) = build(&table, &previous, generation, &cx);
         inner.snapshot.store(Arc::new(snapshot));
@@ -138,6 +188,7 @@ impl ServiceHandle {
         if !removed.is_empty() {
             self.start_drain(generation, removed);
         }
+        inner.shared.changed();
         tracing::debug!(service = %inner.name, generation, "route table installed");
         generation
     }
@@ -159,7 +210,11 @@ impl ServiceHandle {
             });
         }
         let notify = Arc::clone(&self.inner.notify);
-        tokio::spawn(wait_drained(backends, deadline, notify, done));
+        let shared = Arc::clone(&self.inner.shared);
+        tokio::spawn(async move {
+            wait_drained(backends, deadline, notify, done).await;
+            shared.changed();
+        });
     }
 
     /// The generation currently live (0 before the first install).
@@ -202,6 +257,20 @@ impl ServiceHandle {
             }
         }
         counts
+    }
+
+    /// Generations whose drain has not finished yet, oldest first.
+    pub fn pending_drains(&self) -> Vec<u64> {
+        lock(&self.inner.drains)
+            .iter()
+            .filter(|d| !d.done.is_cancelled())
+            .map(|d| d.generation)
+            .collect()
+    }
+
+    /// Client connections open on this Service's listener now.
+    pub fn open_connections(&self) -> usize {
+        self.inner.connections.load(Ordering::Relaxed)
     }
 
     /// Resolves once nothing removed at or before `generation` is still in flight, or the drain

@@ -143,6 +143,8 @@ pub(crate) struct Snapshot {
     pub mirror: Option<(usize, f64)>,
     /// Revisions the table can route to (weight > 0 or a header route target), sorted.
     pub routable: Vec<Arc<str>>,
+    /// Longest wait for a response head once the request is forwarded; None: no limit.
+    pub response_timeout: Option<Duration>,
 }
 
 impl Snapshot {
@@ -155,6 +157,7 @@ impl Snapshot {
             header_routes: Vec::new(),
             mirror: None,
             routable: Vec::new(),
+            response_timeout: None,
         }
     }
 
@@ -172,6 +175,8 @@ pub(crate) struct BuildContext<'a> {
     pub cancel_root: &'a CancellationToken,
     /// Parent of every backend's upgrade token (cancelled when shutdown starts).
     pub upgrades_root: &'a CancellationToken,
+    /// The response timeout of tables that set none.
+    pub default_response_timeout: Duration,
 }
 
 /// Builds the next snapshot from `table`, reusing the backend state of every (revision,
@@ -268,6 +273,12 @@ pub(crate) fn build(
         header_routes,
         mirror,
         routable,
+        response_timeout: Some(
+            table
+                .response_timeout
+                .unwrap_or(cx.default_response_timeout),
+        )
+        .filter(|t| !t.is_zero()),
     };
     (snapshot, removed)
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use http::HeaderMap;
 
@@ -22,6 +23,9 @@ pub struct RouteTable {
     pub header_routes: Vec<HeaderRoute>,
     /// Copy a share of requests to another revision.
     pub mirror: Option<MirrorRule>,
+    /// Longest wait for a backend's response head once the whole request is forwarded, after
+    /// which the client gets a 504. None: the router's default; zero: no limit.
+    pub response_timeout: Option<Duration>,
 }
 
 impl RouteTable {
@@ -35,6 +39,7 @@ impl RouteTable {
             }],
             header_routes: Vec::new(),
             mirror: None,
+            response_timeout: None,
         }
     }
 }

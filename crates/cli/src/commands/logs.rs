@@ -29,7 +29,7 @@ pub fn run(
             wanted.unwrap_or(0)
         );
     };
-    let dir = state_dir.join("logs").join(name).join(&rev.hash);
+    let dir = cutover_local::private::inside(&state_dir.join("logs"), &[name, &rev.hash])?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("{}: no logs yet", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -1,10 +1,15 @@
-//! `cutover up -f FILE...`: runs the single-host daemon in the foreground.
+//! `cutover up -f FILE...`: runs the single-host daemon in the foreground, and `cutover
+//! data-plane` (hidden), the process the daemon starts to serve the Services' traffic.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anyhow::Context as _;
 use cutover_local::daemon::{self, UpConfig};
+use cutover_local::dataplane::DataPlaneMode;
+use cutover_local::dataplane::protocol::WireConfig;
 use cutover_router::RouterConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -23,29 +28,73 @@ pub struct UpArgs {
     pub api_address: SocketAddr,
     /// How long in-flight requests of a revision leaving a route table may finish.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub drain_timeout: std::time::Duration,
+    pub drain_timeout: Duration,
+    /// A client must send a whole request head within this after connecting or after its
+    /// previous response, or its connection is closed (0s: no limit).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// A connection without a request for this long is closed (0s: no limit).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Open client connections per Service; more get 503 with `Connection: close` (the
+    /// open-files limit may allow fewer: half of it, after a reserve, across all Services).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// How long a backend may take to send its response head once the request is forwarded,
+    /// for Services without the `cutover.dev/response-timeout` annotation (0s: no limit).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub response_timeout: Duration,
+    /// Take over from the daemon running on this state directory: it exits leaving the data
+    /// plane serving and the processes running, and this one adopts them (an upgrade without a
+    /// failed request).
+    #[arg(long)]
+    pub replace: bool,
+}
+
+impl UpArgs {
+    fn router(&self) -> RouterConfig {
+        RouterConfig {
+            drain_timeout: self.drain_timeout,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
+            response_timeout: self.response_timeout,
+            ..RouterConfig::default()
+        }
+    }
+}
+
+/// Logs to stderr, `info` unless `RUST_LOG` says otherwise.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 pub fn run(args: UpArgs, state_dir: PathBuf) -> anyhow::Result<ExitCode> {
+    init_logging();
     let sources = if args.files.is_empty() {
         Vec::new()
     } else {
         crate::input::read_sources(&args.files)?
     };
+    let program = std::env::current_exe().context("locating the cutover binary")?;
     let config = UpConfig {
         state_dir: state_dir.clone(),
         sources,
         bind_address: args.bind_address,
         api_address: args.api_address,
-        router: RouterConfig {
-            drain_timeout: args.drain_timeout,
-            ..RouterConfig::default()
-        },
+        router: args.router(),
+        data_plane: DataPlaneMode::Process { program },
+        replace: args.replace,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(daemon::run(config, CancellationToken::new(), |addr| {
         eprintln!(
-            "cutover daemon: state {} · control API http://{addr} · Ctrl-C stops it and its processes",
+            "cutover daemon: state {} · control API http://{addr} · Ctrl-C stops it, the data plane and its processes; Ctrl-\\ exits leaving them running",
             state_dir.display()
         );
     }));
@@ -59,7 +108,21 @@ pub fn run(args: UpArgs, state_dir: PathBuf) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+/// `cutover data-plane --settings JSON`: the data plane of `state_dir`, until the daemon (or
+/// SIGTERM) stops it.
+pub fn data_plane(settings: &str, state_dir: PathBuf) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let wire: WireConfig =
+        serde_json::from_str(settings).context("--settings must be the JSON the daemon passes")?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(cutover_local::dataplane::server::run_process(
+        &state_dir,
+        RouterConfig::from(&wire),
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
     cutover_core::api::DurationString::new(text)
         .parse()
         .map_err(|e| e.to_string())

@@ -29,6 +29,12 @@ pub fn apply(files: &[PathBuf], state_dir: &Path) -> anyhow::Result<ExitCode> {
     let files: Vec<(String, String)> = sources.into_iter().map(|s| (s.path, s.text)).collect();
     match runtime()?.block_on(client.apply(files)) {
         Ok(report) => {
+            for warning in report.warnings {
+                let warning = shown.iter().fold(warning, |w, (absolute, given)| {
+                    w.replace(&format!("{absolute}:"), &format!("{given}:"))
+                });
+                eprintln!("{warning}");
+            }
             for line in report.objects {
                 println!("{line}");
             }

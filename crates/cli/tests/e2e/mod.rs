@@ -67,6 +67,10 @@ spec:
 pub struct Daemon {
     pub dir: PathBuf,
     pub child: Option<Child>,
+    /// Extra `cutover up` flags, kept for restarts.
+    pub up_args: Vec<String>,
+    /// Open-files limit (soft and hard) the daemon runs under, kept for restarts.
+    pub nofile: Option<u32>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -79,12 +83,25 @@ impl Daemon {
     /// Starts `cutover up -f manifest.yaml` in a new state directory with extra environment
     /// variables (e.g. the `DATABASE_URL` a Rollout's `spec.migrations` names).
     pub fn start_with_env(manifest: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_opts(manifest, env, &[], None)
+    }
+
+    /// Starts `cutover up -f manifest.yaml` with extra `up` flags and, when `nofile` is set,
+    /// under that open-files limit (soft and hard, so the daemon cannot raise it).
+    pub fn start_opts(
+        manifest: &str,
+        env: &[(&str, &str)],
+        up_args: &[&str],
+        nofile: Option<u32>,
+    ) -> Self {
         let temp = tempfile::tempdir().expect("tempdir");
         let dir = temp.path().to_path_buf();
         std::fs::write(dir.join("manifest.yaml"), manifest).expect("write manifest");
         let mut d = Self {
             dir: dir.clone(),
             child: None,
+            up_args: up_args.iter().map(|a| a.to_string()).collect(),
+            nofile,
             _temp: Some(temp),
         };
         d.spawn(
@@ -107,12 +124,30 @@ impl Daemon {
 
     fn spawn(&mut self, extra: &[&str], env: &[(&str, &str)]) {
         let _ = std::fs::remove_file(self.dir.join("api.json"));
-        let log = std::fs::File::create(self.dir.join("daemon.log")).expect("daemon log");
-        let child = Command::new(CUTOVER)
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))
+            .expect("daemon log");
+        let mut command = match self.nofile {
+            // `ulimit -n` in sh sets the soft and the hard limit, then execs the daemon.
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.args([
+                    "-c",
+                    &format!("ulimit -n {n} && exec \"$0\" \"$@\""),
+                    CUTOVER,
+                ]);
+                c
+            }
+            None => Command::new(CUTOVER),
+        };
+        let child = command
             .arg("--state-dir")
             .arg(&self.dir)
             .arg("up")
             .args(["--drain-timeout", "10s"])
+            .args(&self.up_args)
             .args(extra)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -219,12 +254,25 @@ impl Drop for Daemon {
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(15) {
                 if let Ok(Some(_)) = c.try_wait() {
-                    return;
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
             let _ = c.kill();
             let _ = c.wait();
+        }
+        // A daemon killed (by a test or above) leaves its data plane serving: stop it too.
+        let pid = std::fs::read_to_string(self.dir.join("data-plane.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["pid"].as_i64())
+            .and_then(|p| i32::try_from(p).ok())
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains("data-plane"))
+            });
+        if let Some(pid) = pid.map(nix::unistd::Pid::from_raw) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         }
     }
 }
@@ -332,12 +380,19 @@ impl Load {
         self.samples.lock().expect("lock").clone()
     }
 
-    pub fn stop(self) -> Vec<Sample> {
+    pub fn stop(mut self) -> Vec<Sample> {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
+        for t in std::mem::take(&mut self.threads) {
             let _ = t.join();
         }
         self.samples.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for Load {
+    /// A test that fails before `stop` leaves no client running.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 

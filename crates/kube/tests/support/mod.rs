@@ -69,6 +69,53 @@ impl KubeEnv {
         Some(env)
     }
 
+    /// A client acting as ServiceAccount `ns/name`, with a token the API server issues for it
+    /// (TokenRequest): exactly the rights RBAC gives that identity, no more.
+    pub async fn service_account_client(&self, ns: &str, name: &str) -> Client {
+        let body = serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": { "expirationSeconds": 86400 },
+        });
+        let req = http::Request::post(format!(
+            "/api/v1/namespaces/{ns}/serviceaccounts/{name}/token"
+        ))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&body).unwrap())
+        .unwrap();
+        let answer = self
+            .client
+            .request_text(req)
+            .await
+            .unwrap_or_else(|e| panic!("token for serviceaccount {ns}/{name}: {e}"));
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        let token = answer["status"]["token"]
+            .as_str()
+            .expect("token")
+            .to_string();
+        let admin = std::fs::read_to_string(self.dir().join("kubeconfig")).unwrap();
+        let kubeconfig: String = admin
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("token:") {
+                    format!("    token: {token}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let path = self.dir().join(format!("kubeconfig-{ns}-{name}"));
+        std::fs::write(&path, kubeconfig).unwrap();
+        client_for(&path).await
+    }
+
+    /// A client with the rights deploy/install.yaml gives the controller's ServiceAccount.
+    pub async fn controller_client(&self) -> Client {
+        self.service_account_client("cutover-system", "cutover-controller")
+            .await
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
@@ -93,6 +140,33 @@ impl KubeEnv {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("the Rollout CRD never became served");
+    }
+
+    /// Applies deploy/namespaced/install.yaml (without the controller's Deployment) into
+    /// namespace `ns`, which it creates; `edit` may change each object first (a test removes a
+    /// rule to see a missing permission surface).
+    pub async fn install_namespaced(&self, ns: &str, edit: impl Fn(&mut serde_json::Value)) {
+        self.apply(serde_json::json!({
+            "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns },
+        }))
+        .await;
+        let path = repo_root().join("deploy/namespaced/install.yaml");
+        let text = std::fs::read_to_string(path).unwrap();
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let value: Option<serde_json::Value> = serde::Deserialize::deserialize(doc).unwrap();
+            let Some(mut value) = value else { continue };
+            if value["kind"] == "Deployment" {
+                continue;
+            }
+            value["metadata"]["namespace"] = ns.into();
+            if let Some(subjects) = value["subjects"].as_array_mut() {
+                for s in subjects {
+                    s["namespace"] = ns.into();
+                }
+            }
+            edit(&mut value);
+            self.apply(value).await;
+        }
     }
 
     /// Server-side applies any object.

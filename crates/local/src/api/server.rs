@@ -33,18 +33,10 @@ pub struct ApiFile {
 impl ApiFile {
     /// Writes the file readable by its owner only, atomically (temp file + rename).
     pub fn write(&self, state_dir: &Path) -> std::io::Result<()> {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let tmp = state_dir.join(format!("{}.tmp", super::API_FILE));
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(&serde_json::to_vec_pretty(self).unwrap_or_default())?;
-        file.sync_all()?;
-        std::fs::rename(tmp, state_dir.join(super::API_FILE))
+        crate::dataplane::write_private(
+            &state_dir.join(super::API_FILE),
+            &serde_json::to_vec_pretty(self).unwrap_or_default(),
+        )
     }
 }
 
@@ -219,7 +211,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.engine.router().metrics_text(),
+        state.engine.router().metrics_text().await,
     )
         .into_response()
 }

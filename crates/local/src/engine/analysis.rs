@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::dataplane::DataPlane;
 use cutover_analysis::{BuiltinProvider, CounterSample, CounterSource, Providers, RunControl};
 use cutover_core::analysis::{ArgContext, RunMachine, RunMetric, flatten_templates, resolve_run};
 use cutover_core::api::{
@@ -16,7 +17,6 @@ use cutover_core::api::{
     ClusterAnalysisTemplate, Rollout,
 };
 use cutover_core::plan::{AnalysisKind, AnalysisRunRequest};
-use cutover_router::Router;
 use jiff::Timestamp;
 
 use super::Engine;
@@ -62,17 +62,24 @@ pub(crate) struct Runners {
     pending: Mutex<Vec<PendingRun>>,
 }
 
-/// The router's counters, for the builtin provider.
-struct RouterCounters(Router);
+/// The data plane's counters, for the builtin provider.
+struct RouterCounters(DataPlane);
 
 impl CounterSource for RouterCounters {
-    fn sample(&self, service: &str, revision: &str) -> Option<CounterSample> {
-        self.0
-            .revision_counters(service, revision)
-            .map(|c| CounterSample {
-                by_class: c.by_class,
-                latency_buckets: c.latency_buckets,
-            })
+    fn sample<'a>(
+        &'a self,
+        service: &'a str,
+        revision: &'a str,
+    ) -> cutover_analysis::BoxFuture<'a, Option<CounterSample>> {
+        Box::pin(async move {
+            self.0
+                .revision_counters(service, revision)
+                .await
+                .map(|c| CounterSample {
+                    by_class: c.by_class,
+                    latency_buckets: c.latency_buckets,
+                })
+        })
     }
 }
 

@@ -8,17 +8,17 @@ mod migrations;
 mod observe;
 mod routes;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use cutover_core::api::SwitchStatus;
 use cutover_core::plan::plan;
-use cutover_router::Router;
 use jiff::Timestamp;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::dataplane::DataPlane;
 use crate::store::{Store, StoreError};
 use crate::supervisor::{ReplicaRecord, RevisionSpec, Supervisor};
 
@@ -56,10 +56,10 @@ pub enum EngineError {
 pub struct Engine {
     pub(crate) store: Arc<Store>,
     pub(crate) supervisor: Supervisor,
-    pub(crate) router: Router,
+    pub(crate) router: DataPlane,
     pub(crate) config: EngineConfig,
-    /// Description of the table last installed per Service.
-    pub(crate) installed: Mutex<HashMap<String, String>>,
+    /// The route tables sent to the data plane.
+    pub(crate) routes: routes::RouteMemory,
     pub(crate) wake: Arc<Notify>,
     /// AnalysisRun runners of this daemon.
     pub(crate) runners: analysis::Runners,
@@ -68,11 +68,11 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine over a store, a supervisor and a router.
+    /// An engine over a store, a supervisor and a data plane.
     pub fn new(
         store: Arc<Store>,
         supervisor: Supervisor,
-        router: Router,
+        router: DataPlane,
         config: EngineConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -80,7 +80,7 @@ impl Engine {
             supervisor,
             router,
             config,
-            installed: Mutex::new(HashMap::new()),
+            routes: routes::RouteMemory::default(),
             wake: Arc::new(Notify::new()),
             runners: analysis::Runners::default(),
             migrations: migrations::MigrationWorkers::default(),
@@ -92,8 +92,8 @@ impl Engine {
         &self.store
     }
 
-    /// The router.
-    pub fn router(&self) -> &Router {
+    /// The data plane.
+    pub fn router(&self) -> &DataPlane {
         &self.router
     }
 
@@ -125,11 +125,11 @@ impl Engine {
         self.wake.notify_one();
     }
 
-    /// Brings the world back after a (re)start: listeners for every stored Service, the
-    /// processes that survived re-adopted and the missing ones started, route tables installed
-    /// from the stored selections — so the active revision does not move.
+    /// Brings the world back after a (re)start: the processes that survived re-adopted and the
+    /// missing ones started, then a listener for every stored Service with its table restored
+    /// from the stored selections and replicas installed before it accepts — so the active
+    /// revision does not move and no request meets an empty table.
     pub async fn start(&self) -> Result<(), EngineError> {
-        self.bind_services().await?;
         let rollouts = self.store.read(|tx| tx.rollouts())?;
         for rollout in rollouts {
             let name = rollout.metadata.name.clone().unwrap_or_default();
@@ -158,34 +158,9 @@ impl Engine {
                 }
             }
         }
+        self.restore_routes().await?;
+        self.bind_services().await?;
         self.store.read(|tx| self.install_routes(tx))?;
-        Ok(())
-    }
-
-    /// Binds a listener for every stored Service that has none (first port of its spec).
-    pub async fn bind_services(&self) -> Result<(), EngineError> {
-        let services = self.store.read(|tx| tx.services())?;
-        for service in services {
-            let name = service.metadata.name.clone().unwrap_or_default();
-            if self.router.service(&name).is_some() {
-                continue;
-            }
-            let port = service
-                .spec
-                .as_ref()
-                .and_then(|s| s.ports.as_ref())
-                .and_then(|p| p.first())
-                .map_or(0, |p| u16::try_from(p.port).unwrap_or(0));
-            let addr = SocketAddr::new(self.config.bind_address, port);
-            self.router
-                .bind(&name, addr)
-                .await
-                .map_err(|e| EngineError::Bind {
-                    service: name.clone(),
-                    addr,
-                    reason: e.to_string(),
-                })?;
-        }
         Ok(())
     }
 
@@ -226,24 +201,19 @@ impl Engine {
             .collect();
         let mut next: Option<Duration> = None;
         for name in names {
-            let outcome = self.store.write(|tx| -> Result<_, StoreError> {
-                let Some(rollout) = tx.rollout(&name)? else {
-                    return Ok(None);
-                };
-                let observed = self.observe(tx, &rollout, now)?;
-                let plan = plan(&observed, now);
-                self.execute(tx, &rollout, &plan, now)?;
-                self.save_replica_records(tx, &name)?;
-                let before = rollout
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.blue_green.switch.clone());
-                Ok(Some((
-                    plan,
-                    before,
-                    rollout.spec.strategy.blue_green.active_service.clone(),
-                )))
-            })?;
+            // One rollout's bug must not stop the others (nor the loop): a panic while planning
+            // or executing it rolls its transaction back and marks it Degraded.
+            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.pass_one(&name, now)
+            }));
+            let outcome = match attempt {
+                Ok(outcome) => outcome?,
+                Err(panic) => {
+                    self.degrade_after_panic(&name, &panic_message(panic.as_ref()), now)?;
+                    next = Some(IDLE_POLL);
+                    continue;
+                }
+            };
             let Some((plan, before, active)) = outcome else {
                 continue;
             };
@@ -263,6 +233,69 @@ impl Engine {
         Ok(next)
     }
 
+    /// Observe → plan → execute → persist for one rollout, in one transaction.
+    #[allow(clippy::type_complexity)]
+    fn pass_one(
+        &self,
+        name: &str,
+        now: Timestamp,
+    ) -> Result<Option<(cutover_core::plan::Plan, Option<SwitchStatus>, String)>, StoreError> {
+        self.store.write(|tx| -> Result<_, StoreError> {
+            let Some(rollout) = tx.rollout(name)? else {
+                return Ok(None);
+            };
+            fault::panic_if_asked(name);
+            let observed = self.observe(tx, &rollout, now)?;
+            let plan = plan(&observed, now);
+            self.execute(tx, &rollout, &plan, now)?;
+            self.save_replica_records(tx, name)?;
+            let before = rollout
+                .status
+                .as_ref()
+                .and_then(|s| s.blue_green.switch.clone());
+            Ok(Some((
+                plan,
+                before,
+                rollout.spec.strategy.blue_green.active_service.clone(),
+            )))
+        })
+    }
+
+    /// Records a panic in a rollout's pass: phase Degraded with what happened, and one
+    /// Warning event per distinct failure. The rollout's world is left as it was.
+    fn degrade_after_panic(
+        &self,
+        name: &str,
+        what: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        tracing::error!(rollout = %name, "internal error while planning: {what}");
+        let message = format!(
+            "InternalError: cutover failed while planning this rollout ({what}); nothing was changed and other rollouts are not affected; please report it"
+        );
+        self.store.write(|tx| -> Result<(), StoreError> {
+            let Some(rollout) = tx.rollout(name)? else {
+                return Ok(());
+            };
+            let mut status = rollout.status.clone().unwrap_or_default();
+            if status.message.as_deref() == Some(message.as_str()) {
+                return Ok(());
+            }
+            status.phase = Some(cutover_core::api::RolloutPhase::Degraded);
+            status.message = Some(message.clone());
+            tx.put_status(name, &status)?;
+            tx.add_events(
+                name,
+                &[crate::store::EventRow {
+                    at: now,
+                    severity: "Warning".into(),
+                    reason: "InternalError".into(),
+                    message,
+                }],
+            )
+        })
+    }
+
     fn save_replica_records(
         &self,
         tx: &crate::store::Tx<'_>,
@@ -275,4 +308,27 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The text of a panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Fault injection for the reliability tests, in debug builds only: a pass over the rollout
+/// named by `CUTOVER_FAULT_PANIC_IN_PLAN` panics, as a bug in the planner would.
+mod fault {
+    #[cfg(debug_assertions)]
+    pub(super) fn panic_if_asked(rollout: &str) {
+        if std::env::var("CUTOVER_FAULT_PANIC_IN_PLAN").as_deref() == Ok(rollout) {
+            panic!("injected fault for rollout {rollout}");
+        }
+    }
+
+    #[cfg(not(debug_assertions))]
+    pub(super) fn panic_if_asked(_rollout: &str) {}
 }

@@ -56,6 +56,10 @@ pub enum SupervisorError {
         source: std::io::Error,
     },
 
+    /// A rollout or revision name cannot be a directory name under the log directory.
+    #[error(transparent)]
+    UnsafeName(#[from] crate::private::UnsafeName),
+
     /// The log directory for a revision could not be created.
     #[error("could not create the log directory {path}: {source}; check that log_dir is writable")]
     LogDir {

@@ -374,17 +374,24 @@ impl Supervisor {
         tokio::runtime::Handle::try_current()
             .map_err(|_| SupervisorError::NoRuntime { operation })?;
         spec::plan_pod(spec, 0, 1, &self.inner.inherited)?;
-        let dir = self.log_dir(spec);
-        std::fs::create_dir_all(&dir)
-            .map_err(|source| SupervisorError::LogDir { path: dir, source })
+        let dir = self.log_dir(spec)?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(crate::private::DIR_MODE)
+                .create(&dir)
+        }
+        .map_err(|source| SupervisorError::LogDir { path: dir, source })
     }
 
-    fn log_dir(&self, spec: &RevisionSpec) -> PathBuf {
-        self.inner
-            .config
-            .log_dir
-            .join(&spec.rollout)
-            .join(&spec.hash)
+    /// `<log_dir>/<rollout>/<hash>`: names that are not one plain path component are refused,
+    /// so no name leads outside the log directory.
+    fn log_dir(&self, spec: &RevisionSpec) -> Result<PathBuf, SupervisorError> {
+        Ok(crate::private::inside(
+            &self.inner.config.log_dir,
+            &[&spec.rollout, &spec.hash],
+        )?)
     }
 
     fn start_replica(
@@ -404,7 +411,7 @@ impl Supervisor {
                 source,
             })?,
         };
-        let log_path = self.log_dir(spec).join(format!("{index}.log"));
+        let log_path = self.log_dir(spec)?.join(format!("{index}.log"));
         let config = &self.inner.config;
         let ctx = Arc::new(ReplicaCtx {
             spec: spec.clone(),

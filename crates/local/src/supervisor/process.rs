@@ -1,6 +1,5 @@
 //! Starting, watching and stopping one container process, and the port and pid helpers around it.
 
-use std::fs::OpenOptions;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -52,10 +51,8 @@ impl Proc {
 /// `log`. The log file is handed to the process itself rather than piped through the daemon, so
 /// the process keeps logging (and is not killed by a broken pipe) if the daemon dies.
 pub(crate) fn spawn(plan: &ContainerPlan, log: &Path) -> Result<Proc, String> {
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
+    // Logs can hold secrets an app prints: owner only.
+    let file = crate::private::open_append(log)
         .map_err(|e| format!("could not open the log file {}: {e}", log.display()))?;
     let stderr = file
         .try_clone()

@@ -50,6 +50,7 @@ pub(crate) fn check(set: &ManifestSet, target: Target, diags: &mut Diagnostics) 
         keep(s, diags, |d| {
             meta(s, Rule::Dns1035Label, d);
             service::check(set, s, d);
+            service::check_annotations(s, d);
         });
     }
     for t in &set.analysis_templates {

@@ -131,3 +131,26 @@ fn named_target_port(
         }
     }
 }
+
+/// Sets the response timeout of a Service's routes on one host (see docs/single-host.md).
+const RESPONSE_TIMEOUT: &str = "cutover.dev/response-timeout";
+
+/// The annotations cutover itself reads on a Service.
+pub(super) fn check_annotations(s: &Located<Service>, diags: &mut Diagnostics) {
+    let Some(value) = s
+        .value
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(RESPONSE_TIMEOUT))
+    else {
+        return;
+    };
+    let path = FieldPath::parse(&format!("metadata.annotations[\"{RESPONSE_TIMEOUT}\"]"));
+    super::analysis::check_duration(
+        s,
+        &path,
+        &cutover_core::api::DurationString::new(value),
+        diags,
+    );
+}

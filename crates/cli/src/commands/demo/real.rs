@@ -101,6 +101,9 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
             drain_timeout: Duration::from_secs(10),
             ..RouterConfig::default()
         },
+        // The demo's data plane lives and dies with it.
+        data_plane: cutover_local::dataplane::DataPlaneMode::InProcess,
+        replace: false,
     };
     let daemon = tokio::spawn(daemon::run(config, stop.clone(), move |addr| {
         let _ = ready_tx.send(addr);
