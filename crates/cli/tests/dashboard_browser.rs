@@ -74,7 +74,7 @@ async fn the_seed_workflow_in_a_browser_on_kubernetes() {
     };
     let client = env.client.clone();
     let _kubelet = support::kubelet::Kubelet::start(client.clone(), fixture::NS).await;
-    let controller = support::start_controller(&client, fixture::NS);
+    let controller = support::start_controller(&env.controller_client().await, fixture::NS);
     let web = e2e::argo::json_ok_server();
     fixture::install_web(&env, &format!("http://{web}/ok"), 8).await;
     let kubeconfig = env.dir().join("kubeconfig");

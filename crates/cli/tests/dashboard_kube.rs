@@ -1,6 +1,7 @@
 //! `cutover dashboard` on Kubernetes, over HTTP: a real kube-apiserver (scripts/kube-test-env),
-//! the controller in-process, a kubelet stand-in, a web metric measuring the pre-promotion
-//! analysis, and the dashboard as its own process with `--kubeconfig -n`. Every page and
+//! the controller in-process acting as deploy/install.yaml's ServiceAccount, a kubelet
+//! stand-in, a web metric measuring the pre-promotion analysis, and the dashboard as its own
+//! process with `--kubeconfig -n`. Every page and
 //! action, the refusals (no token, a foreign Origin, --read-only, nothing to act on), and a
 //! user whose kubeconfig may read but not patch: the API server's Forbidden is shown.
 
@@ -44,7 +45,7 @@ async fn every_page_and_action_works_on_kubernetes() {
     };
     let client = env.client.clone();
     let _kubelet = Kubelet::start(client.clone(), NS).await;
-    let controller = support::start_controller(&client, NS);
+    let controller = support::start_controller(&env.controller_client().await, NS);
     let web = e2e::argo::json_ok_server();
     install_web(&env, &format!("http://{web}/ok"), 4).await;
     let kubeconfig = env.dir().join("kubeconfig");

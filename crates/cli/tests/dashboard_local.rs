@@ -215,3 +215,52 @@ async fn the_demo_serves_the_dashboard_during_its_cycle() {
     assert!(status.success(), "{said}");
     assert!(said.contains("OK: no request failed"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutover_up_serves_the_dashboard_beside_the_daemon() {
+    let (manifest, _, _) = local_manifest("up", 2);
+    let d = Daemon::start_opts(
+        &manifest,
+        &[],
+        &["--dashboard", "--dashboard-address", "127.0.0.1:0"],
+        None,
+    );
+    d.wait_healthy_on("up", "demo:v1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let url = loop {
+        let log = d.log();
+        if let Some(url) = log
+            .lines()
+            .find_map(|l| l.strip_prefix("cutover dashboard: "))
+        {
+            break url.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no dashboard URL: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (base, token) = url.split_once("#token=").expect("URL with its token");
+    assert_eq!(token.len(), 64);
+    let page = reqwest::get(base).await.unwrap().text().await.unwrap();
+    assert!(page.contains("id=\"row-default--up\""), "{page}");
+    // Changes need the token printed with the URL, and then act on the daemon.
+    let act = |token: Option<&str>| {
+        let mut request = reqwest::Client::new()
+            .post(format!("{base}rollouts/default/up/actions"))
+            .header("origin", base.trim_end_matches('/'))
+            .json(&json!({"op": "pause"}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    assert_eq!(act(None).await.unwrap().status(), 401);
+    assert_ne!(d.view("up")["rollout"]["spec"]["paused"], json!(true));
+    let done = act(Some(token)).await.unwrap();
+    assert_eq!(done.status(), 200, "{:?}", done.text().await);
+    d.wait("up", "paused", |v| {
+        v["rollout"]["spec"]["paused"] == json!(true)
+    });
+}

@@ -176,18 +176,21 @@ async fn clients() {
         }));
     }
     let mut peak = 0;
+    let mut last = 0;
     for _ in 0..30 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        peak = peak.max(rss_kib(pid, "VmRSS"));
+        last = rss_kib(pid, "VmRSS");
+        peak = peak.max(last);
     }
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
         "dashboard process RSS: {:.1} MiB idle with {ROLLOUTS} rollouts, {:.1} MiB after 100 GETs, \
-         peak {:.1} MiB with {CLIENTS} live clients over 15 s (high-water mark {:.1} MiB); \
-         {:.1} MiB of updates streamed",
+         peak {:.1} MiB with {CLIENTS} live clients over 15 s (their pages opened at once), \
+         {:.1} MiB at the end (high-water mark {:.1} MiB); {:.1} MiB of updates streamed",
         mib(idle),
         mib(after_gets),
         mib(peak),
+        mib(last),
         mib(rss_kib(pid, "VmHWM")),
         received.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1048576.0
     );

@@ -20,6 +20,7 @@ use cutover_local::api::RolloutView;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::DashboardError;
 use crate::backend::{Backend, RolloutKey};
 use crate::pages::{Mode, Region, Regions};
 
@@ -39,8 +40,8 @@ pub enum Snapshot {
     Loading,
     /// The views (one for a rollout's topic).
     Views(Arc<Views>),
-    /// The backend's error, for the page's problem banner.
-    Failed(Arc<String>),
+    /// The backend's error, for the page's problem banner (and a page's status).
+    Failed(Arc<DashboardError>),
 }
 
 /// One answer of the backend, and what was drawn from it so far.
@@ -58,16 +59,6 @@ impl Views {
     pub fn new(list: Vec<RolloutView>) -> Self {
         Self {
             version: version(&list),
-            list,
-            drawn: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Views read for one page alone, without the fingerprint (with a thousand rollouts it
-    /// costs as much as drawing the page).
-    pub fn new_unversioned(list: Vec<RolloutView>) -> Self {
-        Self {
-            version: 0,
             list,
             drawn: Mutex::new(HashMap::new()),
         }
@@ -146,13 +137,25 @@ impl Hub {
         receiver
     }
 
-    /// The latest answer for a topic that pages watch now: a page drawn from it needs no
-    /// read of its own, and its live stream starts from it.
-    pub fn current(&self, topic: &Topic) -> Option<Snapshot> {
-        match &*self.topics().get(topic)?.borrow() {
-            Snapshot::Loading => None,
-            answer => Some(answer.clone()),
+    /// The latest answer for a topic, for a page to be drawn from: the one pages watching
+    /// it have now, or else the first read of its poller, which every page asking meanwhile
+    /// shares (fifty pages opened at once make one read, not fifty). The page's live stream
+    /// then starts from this answer.
+    pub async fn answer(self: &Arc<Self>, topic: Topic) -> Snapshot {
+        let mut rx = self.subscribe(topic);
+        loop {
+            let snapshot = rx.borrow_and_update().clone();
+            if !matches!(snapshot, Snapshot::Loading) {
+                return snapshot;
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { break },
+                () = self.shutdown.cancelled() => break,
+            }
         }
+        Snapshot::Failed(Arc::new(DashboardError::Unavailable(
+            "the dashboard is shutting down".into(),
+        )))
     }
 
     /// Pages watching now (for the benchmark and tests).
@@ -176,10 +179,10 @@ impl Hub {
                     let views = Views::new(views);
                     (views.version, Snapshot::Views(Arc::new(views)))
                 }
-                Err(e) => {
-                    let text = e.to_string();
-                    (hash(text.as_bytes()), Snapshot::Failed(Arc::new(text)))
-                }
+                Err(e) => (
+                    hash(e.to_string().as_bytes()),
+                    Snapshot::Failed(Arc::new(e)),
+                ),
             };
             if last != Some(fingerprint) {
                 last = Some(fingerprint);

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, RolloutKey};
 use crate::html::{Esc, Frame};
-use crate::live::{Event as LiveEvent, Hub, Sent, Snapshot, Topic, Views};
+use crate::live::{Event as LiveEvent, Hub, Sent, Snapshot, Topic};
 use crate::pages::list::ListQuery;
 use crate::pages::{Region, Regions, detail, list};
 use crate::{DashboardError, assets, guard};
@@ -114,26 +114,24 @@ async fn guard_request(State(app): State<App>, request: Request, next: Next) -> 
 
 async fn list_page(State(app): State<App>, Query(q): Query<ListQuery>) -> Response {
     let now = Timestamp::now();
-    // While pages watch the list, its latest answer is at hand (and the new page's stream
-    // then starts from it); otherwise one read.
-    let answer = match app.hub.current(&Topic::List) {
-        Some(Snapshot::Views(views)) => Ok((views, true)),
-        Some(Snapshot::Failed(e)) => Err((StatusCode::BAD_GATEWAY, e.to_string())),
-        _ => match app.backend.rollouts().await {
-            Ok(list) => Ok((Arc::new(Views::new_unversioned(list)), false)),
-            Err(e) => Err((e.status(), e.to_string())),
-        },
-    };
-    match answer {
-        Ok((views, versioned)) => {
-            let version = versioned.then_some(views.version);
-            let page = list::page(&app.frame(), &views.list, &q, None, now, version);
+    // The answer pages watching the list share (the new page's stream starts from it).
+    match app.hub.answer(Topic::List).await {
+        Snapshot::Views(views) => {
+            let page = list::page(
+                &app.frame(),
+                &views.list,
+                &q,
+                None,
+                now,
+                Some(views.version),
+            );
             (no_store(), Html(page)).into_response()
         }
-        Err((status, e)) => {
-            let page = list::page(&app.frame(), &[], &q, Some(&e), now, None);
-            (status, no_store(), Html(page)).into_response()
+        Snapshot::Failed(e) => {
+            let page = list::page(&app.frame(), &[], &q, Some(&e.to_string()), now, None);
+            (e.status(), no_store(), Html(page)).into_response()
         }
+        Snapshot::Loading => message_page(&app, StatusCode::SERVICE_UNAVAILABLE, "Not ready", ""),
     }
 }
 
@@ -142,21 +140,17 @@ async fn detail_page(State(app): State<App>, Path((ns, name)): Path<(String, Str
         namespace: ns,
         name,
     };
-    let (view, version) = match app.hub.current(&Topic::Rollout(key.clone())) {
-        Some(Snapshot::Views(views)) if !views.list.is_empty() => {
-            (views.list[0].clone(), Some(views.version))
-        }
-        Some(Snapshot::Failed(e)) => {
-            return message_page(&app, StatusCode::BAD_GATEWAY, "Rollout unavailable", &e);
-        }
-        // One rollout's fingerprint is cheap: its stream can start from this page.
-        _ => match app.backend.rollout(&key).await {
-            Ok(view) => {
-                let version = crate::live::version(std::slice::from_ref(&view));
-                (view, Some(version))
-            }
-            Err(e) => return message_page(&app, e.status(), "Rollout unavailable", &e.to_string()),
+    let (view, version) = match app.hub.answer(Topic::Rollout(key.clone())).await {
+        Snapshot::Views(views) => match views.list.first() {
+            Some(view) => (view.clone(), views.version),
+            None => return not_found(State(app)).await,
         },
+        Snapshot::Failed(e) => {
+            return message_page(&app, e.status(), "Rollout unavailable", &e.to_string());
+        }
+        Snapshot::Loading => {
+            return message_page(&app, StatusCode::SERVICE_UNAVAILABLE, "Not ready", "");
+        }
     };
     let page = detail::page(
         &app.frame(),
@@ -164,7 +158,7 @@ async fn detail_page(State(app): State<App>, Path((ns, name)): Path<(String, Str
         &view,
         Timestamp::now(),
         app.read_only,
-        version,
+        Some(version),
     );
     (no_store(), Html(page)).into_response()
 }
@@ -394,7 +388,9 @@ fn stream(
                     p.queue.extend(p.sent.diff(&drawn));
                     p.queue.extend(p.sent.one(&problem(None)));
                 }
-                Snapshot::Failed(e) => p.queue.extend(p.sent.one(&problem(Some(&e)))),
+                Snapshot::Failed(e) => {
+                    p.queue.extend(p.sent.one(&problem(Some(&e.to_string()))));
+                }
             }
         }
     });

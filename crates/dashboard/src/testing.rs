@@ -2,6 +2,7 @@
 //! benchmark (a thousand rollouts without a thousand processes).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cutover_core::ops::Operation;
 use cutover_local::api::RolloutView;
@@ -22,6 +23,10 @@ pub struct FakeBackend {
     pub operations: Mutex<Vec<(RolloutKey, Operation)>>,
     /// When set, every call fails with this (the backend is down).
     pub down: Mutex<Option<String>>,
+    /// Reads of the backend so far (`rollouts` and `rollout`).
+    pub reads: AtomicUsize,
+    /// Every read waits while a test holds this for writing (a slow backend).
+    pub hold: tokio::sync::RwLock<()>,
 }
 
 impl FakeBackend {
@@ -31,6 +36,12 @@ impl FakeBackend {
             views: Mutex::new(views),
             ..Self::default()
         }
+    }
+
+    async fn read(&self) -> Result<(), DashboardError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        drop(self.hold.read().await);
+        self.check()
     }
 
     fn check(&self) -> Result<(), DashboardError> {
@@ -59,7 +70,7 @@ impl Backend for FakeBackend {
 
     fn rollouts(&self) -> BoxFuture<'_, Result<Vec<RolloutView>, DashboardError>> {
         Box::pin(async move {
-            self.check()?;
+            self.read().await?;
             Ok(self.views.lock().map(|v| v.clone()).unwrap_or_default())
         })
     }
@@ -69,7 +80,7 @@ impl Backend for FakeBackend {
         key: &'a RolloutKey,
     ) -> BoxFuture<'a, Result<RolloutView, DashboardError>> {
         Box::pin(async move {
-            self.check()?;
+            self.read().await?;
             self.views
                 .lock()
                 .ok()

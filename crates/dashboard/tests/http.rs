@@ -380,6 +380,40 @@ async fn a_page_live_stream_starts_from_what_the_page_shows() {
 }
 
 #[tokio::test]
+async fn pages_opened_at_once_share_one_read_of_the_backend() {
+    let backend = FakeBackend::with(vec![view(0, 1), view(1, 1)]);
+    // No second read while the pages are drawn.
+    let d = Running::start(backend, |o| o.poll_interval = Duration::from_secs(600)).await;
+    let d = Arc::new(d);
+    // The backend is slow: every page asks while the first read is under way.
+    let slow = d.backend.hold.write().await;
+    let pages: Vec<_> = (0..8)
+        .map(|_| {
+            let d = d.clone();
+            tokio::spawn(async move { d.get("/").await })
+        })
+        .collect();
+    while d.dashboard.watchers() < 8 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(slow);
+    let mut versions = Vec::new();
+    for page in pages {
+        let (status, page) = page.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("app-0001"), "{page}");
+        versions.push(live_address(&page));
+    }
+    assert_eq!(d.backend.reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    versions.dedup();
+    assert_eq!(
+        versions.len(),
+        1,
+        "all drawn from the same answer: {versions:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_root_path_prefixes_every_page_and_link() {
     let d = Running::start(FakeBackend::with(vec![view(0, 1)]), |o| {
         o.root_path = "/cutover/".into()

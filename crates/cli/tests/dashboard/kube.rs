@@ -13,14 +13,7 @@ pub const NS: &str = "dash";
 /// Services, a web metric template reading `url` every second `count` times, and Rollout `web` (two pods,
 /// paused for promotion after the analysis, a secret in its environment).
 pub async fn install_web(env: &KubeEnv, url: &str, count: u32) {
-    for name in ["web-active", "web-preview"] {
-        env.apply(json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]},
-        }))
-        .await;
-    }
+    env.blue_green_services(NS, "web").await;
     env.apply(json!({
         "apiVersion": "cutover.dev/v1alpha1", "kind": "AnalysisTemplate",
         "metadata": {"name": "health", "namespace": NS},
