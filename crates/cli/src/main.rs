@@ -180,6 +180,10 @@ enum Command {
         /// Rollout name.
         name: String,
     },
+    /// Serve the dashboard (default http://127.0.0.1:3100): rollouts, revisions, analysis
+    /// charts, events, live; actions with a token printed at start. Same backend choice as
+    /// the other verbs.
+    Dashboard(commands::dashboard::DashboardArgs),
     /// Print the processes' output.
     Logs {
         /// Rollout name.
@@ -378,6 +382,7 @@ fn run(command: Command, backend: &commands::source::Backend) -> anyhow::Result<
             follow,
             b.local_only("logs", "`kubectl logs`")?,
         ),
+        Command::Dashboard(args) => commands::dashboard::run(args, b),
         Command::Lint { files, backend } => commands::lint::run(&files, backend, b),
         Command::Convert { files, output } => commands::convert::run(&files, output.as_deref()),
         Command::Crds { output } => commands::crds::run(output),

@@ -124,14 +124,7 @@ async fn cli_verbs_work_against_kubernetes_and_as_a_kubectl_plugin() {
         .await;
     let client = env.client.clone();
     let _kubelet = Kubelet::start(client.clone(), NS).await;
-    for name in ["web-active", "web-preview"] {
-        env.apply(json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]},
-        }))
-        .await;
-    }
+    env.blue_green_services(NS, "web").await;
     let controller = support::start_controller(&env.controller_client().await, NS);
     env.apply(json!({
         "apiVersion": "cutover.dev/v1alpha1", "kind": "Rollout",
@@ -287,14 +280,7 @@ fn scenario(kc: &Path) {
 /// A Rollout `api` whose pre-promotion analysis reads `url` once a minute until terminated,
 /// so a run stays Running with one measurement while the CLI looks at it.
 async fn analysed_rollout(env: &KubeEnv, url: &str) {
-    for name in ["api-active", "api-preview"] {
-        env.apply(json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"selector": {"app": "api"}, "ports": [{"port": 80, "targetPort": 8080, "protocol": "TCP"}]},
-        }))
-        .await;
-    }
+    env.blue_green_services(NS, "api").await;
     env.apply(json!({
         "apiVersion": "cutover.dev/v1alpha1", "kind": "AnalysisTemplate",
         "metadata": {"name": "api-health", "namespace": NS},

@@ -517,14 +517,7 @@ async fn in_namespace(
     edit: impl Fn(&mut Value),
 ) -> (Api<Rollout>, Kubelet, tokio::task::JoinHandle<()>) {
     env.install_namespaced(ns, edit).await;
-    for svc in ["web-active", "web-preview"] {
-        env.apply(json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": { "name": svc, "namespace": ns },
-            "spec": { "selector": { "app": "web" }, "ports": [{ "port": 80, "targetPort": 8080 }] },
-        }))
-        .await;
-    }
+    env.blue_green_services(ns, "web").await;
     let kubelet = Kubelet::start(env.client.clone(), ns).await;
     let client = env.service_account_client(ns, "cutover-controller").await;
     let controller = support::start_controller(&client, ns);

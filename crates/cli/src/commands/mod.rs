@@ -3,6 +3,7 @@
 pub mod analysis;
 pub mod convert;
 pub mod crds;
+pub mod dashboard;
 pub mod demo;
 pub mod get;
 pub mod lint;

@@ -11,8 +11,8 @@ use cutover_core::api::{AnalysisPhase, AnalysisRun, POD_TEMPLATE_HASH_LABEL};
 use cutover_kube::ops::{self, OpError, Snapshot};
 use cutover_kube::{ANALYSIS_KIND_LABEL, ROLLOUT_LABEL};
 use cutover_local::api::{
-    Client as LocalClient, ClientError, ReplicaView, RevisionView, RolloutView, RunView,
-    ServiceView,
+    Client as LocalClient, ClientError, MetricSpecView, ReplicaView, RevisionView, RolloutView,
+    RunView, ServiceView,
 };
 use cutover_local::ops::Operation;
 use k8s_openapi::api::core::v1::Pod;
@@ -252,6 +252,7 @@ fn run_view(run: AnalysisRun) -> RunView {
             .as_ref()
             .map_or(jiff::Timestamp::UNIX_EPOCH, |t| t.0),
         terminated: run.spec.terminate.unwrap_or(false),
+        metrics: MetricSpecView::all(&run.spec),
         status: run.status,
     }
 }
@@ -259,7 +260,7 @@ fn run_view(run: AnalysisRun) -> RunView {
 /// The display view of a Rollout on Kubernetes: ReplicaSets as revisions, pods as replicas
 /// (oldest first, as Argo lists them). The Rollout loses its managedFields, as `kubectl get`
 /// hides them.
-fn view(s: Snapshot) -> RolloutView {
+pub(crate) fn view(s: Snapshot) -> RolloutView {
     let hash_of = |labels: &std::collections::BTreeMap<String, String>| {
         labels.get(POD_TEMPLATE_HASH_LABEL).cloned()
     };

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use cutover_core::api::{RolloutPhase, RolloutStatus};
-use cutover_local::api::{ReplicaView, RevisionView, RolloutView, RunView};
+pub use cutover_local::api::human_duration;
+use cutover_local::api::{ReplicaView, RevisionView, Roles, RolloutView, RunView};
 use jiff::Timestamp;
 
 const OK: &str = "✔";
@@ -30,7 +31,7 @@ pub fn render_at(view: &RolloutView, color: bool, now: Timestamp) -> String {
     let r = &view.rollout;
     let s = r.status.clone().unwrap_or_default();
     let name = r.metadata.name.clone().unwrap_or_default();
-    let roles = Roles::of(view, &s);
+    let roles = Roles::of(view);
     let paint = Paint { color };
     let mut out = String::new();
     let field = |out: &mut String, label: &str, value: &dyn std::fmt::Display| {
@@ -110,62 +111,14 @@ pub fn render_at(view: &RolloutView, color: bool, now: Timestamp) -> String {
     out
 }
 
-/// Which revision holds which role: Argo reads them from status (stable, and the active and
-/// preview selectors); before the first status the Services' own selectors stand in.
-struct Roles {
-    stable: Option<String>,
-    active: Option<String>,
-    preview: Option<String>,
-}
-
-impl Roles {
-    fn of(view: &RolloutView, s: &RolloutStatus) -> Self {
-        let service = |i: usize| view.services.get(i).and_then(|v| v.selector.clone());
-        Self {
-            stable: s.stable_rs.clone(),
-            active: s.blue_green.active_selector.clone().or_else(|| service(0)),
-            preview: s.blue_green.preview_selector.clone().or_else(|| service(1)),
-        }
-    }
-
-    /// `stable`, then `active` or (only when not active) `preview`, as Argo tags them.
-    fn tags(&self, hash: &str) -> Vec<&'static str> {
-        let mut tags = Vec::new();
-        if self.stable.as_deref() == Some(hash) {
-            tags.push("stable");
-        }
-        if self.active.as_deref() == Some(hash) {
-            tags.push("active");
-        } else if self.preview.as_deref() == Some(hash) {
-            tags.push("preview");
-        }
-        tags
-    }
-}
-
 /// The `Images:` lines: images of revisions that have or want pods, each with the roles of
 /// the revisions running it, sorted by image; no parentheses when it has no role.
 fn images(view: &RolloutView, roles: &Roles) -> Vec<String> {
-    let mut by_image: BTreeMap<&str, Vec<&'static str>> = BTreeMap::new();
-    for rev in view
-        .revisions
-        .iter()
-        .filter(|v| v.desired > 0 || !v.replicas.is_empty())
-    {
-        for image in &rev.images {
-            let tags = by_image.entry(image.as_str()).or_default();
-            for tag in roles.tags(&rev.hash) {
-                if !tags.contains(&tag) {
-                    tags.push(tag);
-                }
-            }
-        }
-    }
-    by_image
+    view.images_with_roles(roles)
         .into_iter()
         .map(|(image, tags)| {
             if tags.is_empty() {
-                image.to_string()
+                image
             } else {
                 format!("{image} ({})", tags.join(", "))
             }
@@ -394,29 +347,6 @@ fn age(created: Option<Timestamp>, now: Timestamp) -> String {
     )
 }
 
-/// kubectl's compact duration: `45s`, `3m20s`, `25m`, `5h10m`, `2d3h`, `1y20d`.
-pub fn human_duration(seconds: i64) -> String {
-    let (minutes, hours, days) = (seconds / 60, seconds / 3600, seconds / 86_400);
-    let pair = |big: i64, unit: &str, small: i64, small_unit: &str| {
-        if small == 0 {
-            format!("{big}{unit}")
-        } else {
-            format!("{big}{unit}{small}{small_unit}")
-        }
-    };
-    match () {
-        () if seconds < 120 => format!("{seconds}s"),
-        () if minutes < 10 => pair(minutes, "m", seconds % 60, "s"),
-        () if minutes < 180 => format!("{minutes}m"),
-        () if hours < 8 => pair(hours, "h", minutes % 60, "m"),
-        () if hours < 48 => format!("{hours}h"),
-        () if hours < 24 * 8 => pair(days, "d", hours % 24, "h"),
-        () if days < 365 * 2 => format!("{days}d"),
-        () if days < 365 * 8 => pair(days / 365, "y", days % 365, "d"),
-        () => format!("{}y", days / 365),
-    }
-}
-
 struct Paint {
     color: bool,
 }
@@ -577,6 +507,7 @@ mod tests {
                 created_at: at(3030),
                 terminated: false,
                 status: None,
+                metrics: Vec::new(),
             }],
         };
         let expected = "\

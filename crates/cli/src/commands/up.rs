@@ -49,6 +49,12 @@ pub struct UpArgs {
     /// failed request).
     #[arg(long)]
     pub replace: bool,
+    /// Also serve the dashboard over this daemon (its URL, with the token, is printed).
+    #[arg(long)]
+    pub dashboard: bool,
+    /// Where the dashboard listens with --dashboard (port 0: any free port).
+    #[arg(long, default_value = cutover_dashboard::DEFAULT_ADDRESS, value_name = "HOST:PORT")]
+    pub dashboard_address: SocketAddr,
 }
 
 impl UpArgs {
@@ -92,12 +98,34 @@ pub fn run(args: UpArgs, state_dir: PathBuf) -> anyhow::Result<ExitCode> {
         replace: args.replace,
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    let result = runtime.block_on(daemon::run(config, CancellationToken::new(), |addr| {
+    let stop = CancellationToken::new();
+    // The dashboard starts once the daemon serves its control API; if it cannot (its port is
+    // taken), the daemon stops and says why.
+    let dashboard_failed = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let dashboard = args.dashboard.then(|| cutover_dashboard::Options {
+        address: args.dashboard_address,
+        ..cutover_dashboard::Options::default()
+    });
+    let result = runtime.block_on(daemon::run(config, stop.clone(), |addr| {
         eprintln!(
             "cutover daemon: state {} · control API http://{addr} · Ctrl-C stops it, the data plane and its processes; Ctrl-\\ exits leaving them running",
             state_dir.display()
         );
+        if let Some(options) = dashboard {
+            let (dir, failed) = (state_dir.clone(), dashboard_failed.clone());
+            tokio::spawn(async move {
+                if let Err(e) = cutover_dashboard::serve_local(&dir, options, stop.clone()).await {
+                    if let Ok(mut failed) = failed.lock() {
+                        *failed = Some(e);
+                    }
+                    stop.cancel();
+                }
+            });
+        }
     }));
+    if let Some(e) = dashboard_failed.lock().ok().and_then(|mut f| f.take()) {
+        return Err(anyhow::Error::new(e).context("cutover up --dashboard"));
+    }
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(daemon::DaemonError::Apply(e)) => {

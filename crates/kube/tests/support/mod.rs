@@ -200,6 +200,20 @@ impl KubeEnv {
         .await
         .unwrap_or_else(|e| panic!("apply {} {name}: {e}", gvk.kind));
     }
+
+    /// Services `APP-active` and `APP-preview` in `ns`, selecting pods labelled `app: APP`
+    /// (port 80 to 8080), as a blue-green Rollout names them.
+    pub async fn blue_green_services(&self, ns: &str, app: &str) {
+        for role in ["active", "preview"] {
+            self.apply(serde_json::json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": { "name": format!("{app}-{role}"), "namespace": ns },
+                "spec": { "selector": { "app": app },
+                          "ports": [{ "port": 80, "targetPort": 8080, "protocol": "TCP" }] },
+            }))
+            .await;
+        }
+    }
 }
 
 impl Drop for KubeEnv {

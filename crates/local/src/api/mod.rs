@@ -9,7 +9,10 @@ mod view;
 
 pub use client::{Client, ClientError};
 pub use server::{ApiFile, serve};
-pub use view::{ReplicaView, RevisionView, RolloutView, RunView, ServiceView};
+pub use view::{
+    MetricSpecView, ReplicaView, RevisionView, Roles, RolloutView, RunView, ServiceView,
+    human_duration,
+};
 
 /// File in the state directory naming the API address and token.
 pub const API_FILE: &str = "api.json";

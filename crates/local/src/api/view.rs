@@ -1,8 +1,9 @@
 //! What the API returns about a rollout: the object with its status, its revisions with their
 //! processes, its Services with what they serve, and recent events.
 
-use cutover_core::api::{AnalysisRunStatus, Rollout};
+use cutover_core::api::{AnalysisRunSpec, AnalysisRunStatus, Metric, Rollout};
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
@@ -48,6 +49,159 @@ pub struct RunView {
     pub terminated: bool,
     /// The whole status: metrics and their measurements.
     pub status: Option<AnalysisRunStatus>,
+    /// What each metric is measured against (its conditions and limits), so a view can draw
+    /// measurements beside them. Empty for runs whose spec is not known yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricSpecView>,
+}
+
+/// A metric's conditions and limits: never its provider's settings (queries, URLs, headers),
+/// which may carry resolved secrets.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricSpecView {
+    /// Metric name.
+    pub name: String,
+    /// Provider kind: prometheus, web, job or builtin.
+    pub provider: String,
+    /// Expression that marks a measurement Successful.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_condition: Option<String>,
+    /// Expression that marks a measurement Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_condition: Option<String>,
+    /// Failed measurements tolerated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_limit: Option<String>,
+    /// Measurements planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<String>,
+    /// Time between measurements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+}
+
+impl MetricSpecView {
+    /// The view of one metric of a run's spec.
+    pub fn of(metric: &Metric) -> Self {
+        let text = |v: &IntOrString| match v {
+            IntOrString::Int(i) => i.to_string(),
+            IntOrString::String(s) => s.clone(),
+        };
+        Self {
+            name: metric.name.clone(),
+            provider: metric.provider.kinds().join(","),
+            success_condition: metric.success_condition.clone(),
+            failure_condition: metric.failure_condition.clone(),
+            failure_limit: metric.failure_limit.as_ref().map(text),
+            count: metric.count.as_ref().map(text),
+            interval: metric.interval.as_ref().map(|d| d.0.clone()),
+        }
+    }
+
+    /// The views of a run's metrics.
+    pub fn all(spec: &AnalysisRunSpec) -> Vec<Self> {
+        spec.metrics.iter().map(Self::of).collect()
+    }
+}
+
+/// Which revision holds which role: from status (stable, and the active and preview
+/// selectors), as Argo reads them; before the first status the Services' own selectors stand
+/// in. The CLI's tree and the dashboard tag revisions and images with these.
+pub struct Roles {
+    /// The last fully promoted revision.
+    pub stable: Option<String>,
+    /// The revision the active Service selects.
+    pub active: Option<String>,
+    /// The revision the preview Service selects.
+    pub preview: Option<String>,
+}
+
+impl Roles {
+    /// The roles in a view.
+    pub fn of(view: &RolloutView) -> Self {
+        let status = view.rollout.status.as_ref();
+        let service = |i: usize| view.services.get(i).and_then(|v| v.selector.clone());
+        Self {
+            stable: status.and_then(|s| s.stable_rs.clone()),
+            active: status
+                .and_then(|s| s.blue_green.active_selector.clone())
+                .or_else(|| service(0)),
+            preview: status
+                .and_then(|s| s.blue_green.preview_selector.clone())
+                .or_else(|| service(1)),
+        }
+    }
+
+    /// `stable`, then `active` or (only when not active) `preview`, as Argo tags them.
+    pub fn tags(&self, hash: &str) -> Vec<&'static str> {
+        let mut tags = Vec::new();
+        if self.stable.as_deref() == Some(hash) {
+            tags.push("stable");
+        }
+        if self.active.as_deref() == Some(hash) {
+            tags.push("active");
+        } else if self.preview.as_deref() == Some(hash) {
+            tags.push("preview");
+        }
+        tags
+    }
+}
+
+impl RolloutView {
+    /// Images of the revisions that have or want pods, each with the roles of the revisions
+    /// running it, sorted by image.
+    pub fn images_with_roles(&self, roles: &Roles) -> Vec<(String, Vec<&'static str>)> {
+        let mut by_image: std::collections::BTreeMap<&str, Vec<&'static str>> =
+            std::collections::BTreeMap::new();
+        for rev in self
+            .revisions
+            .iter()
+            .filter(|v| v.desired > 0 || !v.replicas.is_empty())
+        {
+            for image in &rev.images {
+                let tags = by_image.entry(image.as_str()).or_default();
+                for tag in roles.tags(&rev.hash) {
+                    if !tags.contains(&tag) {
+                        tags.push(tag);
+                    }
+                }
+            }
+        }
+        by_image
+            .into_iter()
+            .map(|(image, tags)| (image.to_string(), tags))
+            .collect()
+    }
+}
+
+/// kubectl's compact duration: `45s`, `3m20s`, `25m`, `5h10m`, `2d3h`, `1y20d`.
+pub fn human_duration(seconds: i64) -> String {
+    let (minutes, hours, days) = (seconds / 60, seconds / 3600, seconds / 86_400);
+    let pair = |big: i64, unit: &str, small: i64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{unit}")
+        } else {
+            format!("{big}{unit}{small}{small_unit}")
+        }
+    };
+    match () {
+        () if seconds < 120 => format!("{seconds}s"),
+        () if minutes < 10 => pair(minutes, "m", seconds % 60, "s"),
+        () if minutes < 180 => format!("{minutes}m"),
+        () if hours < 8 => pair(hours, "h", minutes % 60, "m"),
+        () if hours < 48 => format!("{hours}h"),
+        () if hours < 24 * 8 => pair(days, "d", hours % 24, "h"),
+        () if days < 365 * 2 => format!("{days}d"),
+        () if days < 365 * 8 => pair(days / 365, "y", days % 365, "d"),
+        () => format!("{}y", days / 365),
+    }
+}
+
+/// The part of a stored run's resolved spec the view reads (the rest is the engine's).
+#[derive(Deserialize)]
+struct StoredSpec {
+    spec: AnalysisRunSpec,
 }
 
 /// A revision and its processes.
@@ -177,10 +331,15 @@ impl Engine {
             }
             let mut runs = Vec::new();
             for r in tx.runs(name)? {
-                let status = tx
+                let (spec, status) = tx
                     .run_state(&r.name)?
-                    .and_then(|(_, _, status)| status)
-                    .and_then(|s| serde_json::from_str(&s).ok());
+                    .map(|(_, spec, status)| (spec, status))
+                    .unwrap_or_default();
+                let status = status.and_then(|s| serde_json::from_str(&s).ok());
+                let metrics = spec
+                    .and_then(|s| serde_json::from_str::<StoredSpec>(&s).ok())
+                    .map(|s| MetricSpecView::all(&s.spec))
+                    .unwrap_or_default();
                 runs.push(RunView {
                     name: r.name,
                     rollout: name.to_string(),
@@ -191,6 +350,7 @@ impl Engine {
                     created_at: r.created_at,
                     terminated: r.terminated,
                     status,
+                    metrics,
                 });
             }
             Ok(Some(RolloutView {

@@ -19,6 +19,12 @@ pub struct DemoArgs {
     /// Concurrent clients of the load generator.
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
+    /// Serve the dashboard during the cycle (its URL is printed at the start).
+    #[arg(long)]
+    pub dashboard: bool,
+    /// Where the dashboard listens with --dashboard (port 0: any free port).
+    #[arg(long, default_value = cutover_dashboard::DEFAULT_ADDRESS, value_name = "HOST:PORT")]
+    pub dashboard_address: std::net::SocketAddr,
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {

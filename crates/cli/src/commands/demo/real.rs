@@ -26,13 +26,13 @@ apiVersion: v1
 kind: Service
 metadata: {name: demo-active}
 spec:
-  ports: [{port: 0, targetPort: 8080, protocol: TCP}]    # port 0: any free port
+  ports: [{port: {active_port}, targetPort: 8080, protocol: TCP}]
 ---
 apiVersion: v1
 kind: Service
 metadata: {name: demo-preview}
 spec:
-  ports: [{port: 0, targetPort: 8080, protocol: TCP}]
+  ports: [{port: {preview_port}, targetPort: 8080, protocol: TCP}]
 ---
 apiVersion: cutover.dev/v1alpha1
 kind: Rollout
@@ -80,7 +80,11 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
     let dir = std::env::temp_dir().join(format!("cutover-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
     let exe = std::env::current_exe().context("locating the cutover binary")?;
-    let manifest = MANIFEST.replace("{exe}", &exe.display().to_string());
+    // Free ports picked here: manifests name real ports (`cutover lint` refuses 0).
+    let manifest = MANIFEST
+        .replace("{exe}", &exe.display().to_string())
+        .replace("{active_port}", &free_port()?.to_string())
+        .replace("{preview_port}", &free_port()?.to_string());
     println!(
         "cutover demo: blue/green with real processes and traffic (state in {})",
         dir.display()
@@ -109,10 +113,17 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
         bail!("the daemon did not start: {:?}", result.err());
     }
     let client = Client::from_state_dir(&dir)?;
+    let dashboard = match args.dashboard {
+        true => Some(dashboard(&dir, args.dashboard_address, stop.child_token()).await?),
+        false => None,
+    };
     let result = scenario(&client, args).await;
     println!("\nstopping the daemon and its processes…");
     stop.cancel();
     let _ = daemon.await;
+    if let Some(d) = dashboard {
+        d.finished().await;
+    }
     if !args.keep {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -219,6 +230,29 @@ async fn scenario(client: &Client, args: &DemoArgs) -> anyhow::Result<bool> {
         }
     );
     Ok(ok)
+}
+
+/// The dashboard over the demo's daemon, up until `stop`; its URL (with the token) printed.
+async fn dashboard(
+    dir: &std::path::Path,
+    address: SocketAddr,
+    stop: CancellationToken,
+) -> anyhow::Result<cutover_dashboard::Dashboard> {
+    let backend = std::sync::Arc::new(cutover_dashboard::LocalBackend::new(dir)?);
+    let options = cutover_dashboard::Options {
+        address,
+        ..cutover_dashboard::Options::default()
+    };
+    let dashboard = cutover_dashboard::start(backend, options.clone(), stop).await?;
+    print!("{}", dashboard.announce(&options));
+    Ok(dashboard)
+}
+
+/// A port free now (bound and released; the daemon binds it next).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn step(title: &str) {
