@@ -225,8 +225,8 @@ pub(crate) async fn get(
     match api.get(name).await {
         Ok(o) => Ok(o),
         Err(e) if is_not_found(&e) => Err(Error::Route(format!(
-            "{} {ns}/{name} named in trafficRouting does not exist",
-            ar.kind
+            "{} {ns}/{name} named in trafficRouting does not exist (or the {} CRD is not installed)",
+            ar.kind, ar.group
         ))),
         Err(e) => Err(Error::kube(format!("get {} {ns}/{name}", ar.kind), e)),
     }
@@ -333,4 +333,41 @@ pub(crate) fn render_list(
 /// The object's `metadata.generation`.
 pub(crate) fn generation(obj: &DynamicObject) -> i64 {
     obj.metadata.generation.unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_reads_as_one_line() {
+        let s = RouteSummary {
+            object: "VirtualService/my-app".into(),
+            route: "primary".into(),
+            weights: vec![("blue".into(), 90), ("green".into(), 10)],
+            header_routes: vec!["x-canary:exact=true".into()],
+            mirror: Some(("green".into(), 100.0)),
+        };
+        assert_eq!(
+            s.to_string(),
+            "VirtualService/my-app primary: blue=90 green=10; headers x-canary:exact=true; mirror 100% to green"
+        );
+    }
+
+    #[test]
+    fn inserted_names_are_valid_rule_names() {
+        let route = HeaderRoute {
+            header: "X-Canary".into(),
+            regex: Some("^(a|b)$".into()),
+            ..HeaderRoute::default()
+        };
+        let name = inserted_name(1, &route);
+        assert!(name.starts_with(INSERTED_PREFIX), "{name}");
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "{name}"
+        );
+        assert!(!name.ends_with('-'), "{name}");
+    }
 }
