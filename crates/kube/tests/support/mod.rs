@@ -214,7 +214,9 @@ impl KubeEnv {
                 continue;
             }
             value["metadata"]["namespace"] = ns.into();
-            if let Some(subjects) = value["subjects"].as_array_mut() {
+            // `get_mut`, not indexing: `value["subjects"]` would add `subjects: null` to every
+            // object, which the API server refuses on kinds without the field.
+            if let Some(subjects) = value.get_mut("subjects").and_then(|s| s.as_array_mut()) {
                 for s in subjects {
                     s["namespace"] = ns.into();
                 }
