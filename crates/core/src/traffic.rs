@@ -4,6 +4,10 @@
 
 use crate::api::{HeaderRoute, Rollout};
 
+mod split;
+
+pub use split::{Split, service_split, subset_split};
+
 /// The routes of a rollout's Services.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrafficPlan {
@@ -119,6 +123,7 @@ mod tests {
             mirror: Some(MirrorRoute {
                 percent: Some(50.0),
             }),
+            ..TrafficRouting::default()
         }
     }
 

@@ -230,10 +230,26 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
     // Observation and planning make no API call: this is the controller's own work, timed
     // apart from the round trips.
     let local = ctx.metrics.local_timer();
-    let world = crate::observe::observe(&ctx.caches, rollout, &ns);
+    let mut world = crate::observe::observe(&ctx.caches, rollout, &ns);
+    drop(local);
+    // Mesh and gateway routes are read from the API (they are few, and their CRDs may not be
+    // installed where no Rollout uses them): what they serve joins what the active Service's
+    // EndpointSlices serve, so a switch is verified only when both carry the new revision.
+    let selectors = crate::traffic::selectors(world.services.values().map(AsRef::as_ref));
+    let routes = crate::traffic::observe(&ctx.client, &ns, rollout, &selectors).await;
+    if let (Ok(Some(r)), Some(active)) = (&routes, world.observed.active_service.as_mut()) {
+        active.serving.extend(r.serving.iter().cloned());
+        active.serving.sort();
+        active.serving.dedup();
+    }
+    let local = ctx.metrics.local_timer();
     let now = jiff::Timestamp::now();
     let plan = plan(&world.observed, now);
     drop(local);
+    let routes = match routes {
+        Ok(r) => r,
+        Err(e) => return Err(refused(ctx, rollout, &ns, &plan, e).await),
+    };
     for action in &plan.actions {
         tracing::info!(rollout = %key, "{action}");
     }
@@ -245,10 +261,24 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
     };
     for action in &plan.actions {
         if let Err(e) = exec.execute(action).await {
-            if let Some(refusal) = e.refusal() {
-                report_refusal(ctx, rollout, &ns, &plan, &refusal).await;
-            }
-            return Err(e);
+            return Err(refused(ctx, rollout, &ns, &plan, e).await);
+        }
+    }
+    // Routes are read, not watched: while a written change is not yet taken by the mesh or
+    // gateway, nothing would wake this Rollout when it is, so poll until it is.
+    let mut route_poll = false;
+    if let Some(observed) = &routes {
+        let mut planned = rollout.clone();
+        planned.status = Some(plan.status.clone());
+        let written = crate::traffic::write(&ctx.client, &planned, &world, observed).await;
+        route_poll = matches!(written, Ok(true)) || observed.unverified();
+        let result = match (written, &observed.refused) {
+            (Ok(false), Some(why)) => Err(Error::Route(why.clone())),
+            (Ok(_), _) => Ok(()),
+            (Err(e), _) => Err(e),
+        };
+        if let Err(e) = result {
+            return Err(refused(ctx, rollout, &ns, &plan, e).await);
         }
     }
     // Everything the plan asked for was accepted: a refusal reported earlier is over.
@@ -274,19 +304,30 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
     publish_events(ctx, rollout, &plan).await;
     ctx.metrics
         .observe_plan(&ns, &name, rollout.status.as_ref(), &plan);
-    Ok(Action::requeue(
-        plan.requeue_after
-            .map_or(ctx.config.resync, |d| d.max(Duration::from_millis(100))),
-    ))
+    let mut requeue = plan
+        .requeue_after
+        .map_or(ctx.config.resync, |d| d.max(Duration::from_millis(100)));
+    if route_poll {
+        requeue = requeue.min(crate::traffic::ROUTE_POLL);
+    }
+    Ok(Action::requeue(requeue))
 }
 
-/// The API server refused one of the plan's writes: the rollout says so in its status (phase
+/// Reports `e` in the rollout's status when it is a refusal, and hands it back.
+async fn refused(ctx: &Context, rollout: &Rollout, ns: &str, plan: &Plan, e: Error) -> Error {
+    if let Some(refusal) = e.refusal() {
+        report_refusal(ctx, rollout, ns, plan, &refusal).await;
+    }
+    e
+}
+
+/// The API server refused one of the plan's writes, or a managed route is unusable or refused: the rollout says so in its status (phase
 /// Degraded, a `ReplicaFailure` condition with the API server's words) and in a Warning event,
 /// instead of a stale message while the reconcile backs off and retries.
 async fn report_refusal(ctx: &Context, rollout: &Rollout, ns: &str, plan: &Plan, refusal: &str) {
     let mut refused = plan.clone();
     let s = &mut refused.status;
-    let message = format!("the API server refused a change: {refusal}");
+    let message = refusal.to_string();
     s.phase = Some(RolloutPhase::Degraded);
     s.message = Some(message.clone());
     let since = rollout
@@ -414,6 +455,9 @@ async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
     let ns = rollout
         .namespace()
         .ok_or(Error::MissingField("namespace"))?;
+    // Routes first: all traffic back on the stable revision before the Services select all
+    // of the app's pods again.
+    crate::traffic::restore(&ctx.client, &ns, rollout).await?;
     let bg = &rollout.spec.strategy.blue_green;
     let services = std::iter::once(bg.active_service.as_str()).chain(bg.preview_service.as_deref());
     let api: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(ctx.client.clone(), &ns);

@@ -42,6 +42,10 @@ pub enum Error {
     /// A watch cache's writer is gone: the controller is shutting down.
     #[error("the watch caches are closed")]
     CacheClosed,
+    /// A route the Rollout's `trafficRouting` names cannot be used as it says (the object or a
+    /// route, rule or subset in it is missing), or its gateway refused it: what and which.
+    #[error("{0}")]
+    Route(String),
     /// Another instance took over the leader Lease; this one stops.
     #[error("leadership lost: lease {0} is held by another instance")]
     LeaseLost(String),
@@ -71,6 +75,7 @@ impl Error {
             Self::Config(_) => "config",
             Self::Server { .. } => "server",
             Self::LeaseLost(_) => "lease_lost",
+            Self::Route(_) => "route",
             Self::CacheClosed => "cache_closed",
         }
     }
@@ -78,15 +83,18 @@ impl Error {
 
 impl Error {
     /// The API server refused the call for a reason that retrying will not change (a bad
-    /// request, an invalid object, a missing permission): what it said, for status and events.
+    /// request, an invalid object, a missing permission), or a managed route is unusable or
+    /// refused by its gateway: what was said, for status and events.
     pub fn refusal(&self) -> Option<String> {
         match self {
             Self::Kube {
                 what,
                 source: kube::Error::Api(s),
-            } if matches!(s.code, 400 | 403 | 422) => {
-                Some(format!("{what}: {} ({})", s.message, s.reason))
-            }
+            } if matches!(s.code, 400 | 403 | 422) => Some(format!(
+                "the API server refused a change: {what}: {} ({})",
+                s.message, s.reason
+            )),
+            Self::Route(message) => Some(message.clone()),
             _ => None,
         }
     }

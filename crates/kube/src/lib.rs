@@ -23,6 +23,7 @@ pub mod observe;
 pub mod ops;
 mod run;
 mod server;
+pub mod traffic;
 
 pub use controller::{Config, Context, DataPlaneApis};
 pub use error::Error;
@@ -61,3 +62,17 @@ pub const ANALYSIS_KIND_LABEL: &str = "cutover.dev/analysis";
 pub const FINALIZER: &str = "cutover.dev/service-selectors";
 /// Field manager of every write the controller makes.
 pub const FIELD_MANAGER: &str = "cutover";
+
+/// `text` in lower-case letters, digits and dashes (everything else a dash): the characters
+/// every Kubernetes name kind accepts.
+pub(crate) fn dns_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}

@@ -37,4 +37,4 @@ pub use load::{ARGO_API_VERSION, LoadOptions, Source, check_bounds, load, load_f
 pub use locate::{DocIndex, NodeLoc, SyntaxError, index_documents};
 pub use path::{FieldPath, Segment};
 pub use schema::{Kind, UnknownField, strip_unknown_fields, suggest};
-pub use set::{HasMeta, Located, ManifestSet};
+pub use set::{HasMeta, Located, ManifestSet, RoutingObject};

@@ -278,6 +278,21 @@ impl Doc<'_> {
             }
             return;
         };
+        if crate::set::routing_kind(&api_version, &kind) {
+            // Read for the checks of `trafficRouting`, applied by whatever applies it.
+            let meta = |key: &str| json["metadata"][key].as_str().map(str::to_string);
+            set.routing.push(crate::set::RoutingObject {
+                kind: kind.clone(),
+                name: meta("name").unwrap_or_default(),
+                namespace: meta("namespace"),
+                spec: json["spec"].clone(),
+            });
+            if self.pass_foreign {
+                let at = self.index.locate_value(&FieldPath::root().key("kind"));
+                diags.push(self.note_foreign(&api_version, &kind, at));
+            }
+            return;
+        }
         let Some(kind) = self.kind(&api_version, &kind, diags) else {
             return;
         };

@@ -95,8 +95,34 @@ pub struct ManifestSet {
     pub cluster_analysis_templates: Vec<Located<ClusterAnalysisTemplate>>,
     /// Analysis runs.
     pub analysis_runs: Vec<Located<AnalysisRun>>,
+    /// Istio VirtualServices and DestinationRules and Gateway API HTTPRoutes: not managed by
+    /// cutover, read so that a Rollout's `trafficRouting` can be checked against them.
+    pub routing: Vec<RoutingObject>,
     /// Warnings found while loading (a set with errors is never returned).
     pub warnings: Diagnostics,
+}
+
+/// A routing object a Rollout's `trafficRouting` may name, as written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoutingObject {
+    /// `VirtualService`, `DestinationRule` or `HTTPRoute`.
+    pub kind: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`, if set.
+    pub namespace: Option<String>,
+    /// `spec` as written.
+    pub spec: serde_json::Value,
+}
+
+/// The routing kinds read beside cutover's own, by apiVersion group.
+pub(crate) fn routing_kind(api_version: &str, kind: &str) -> bool {
+    let group = api_version.split('/').next().unwrap_or_default();
+    matches!(
+        (group, kind),
+        ("networking.istio.io", "VirtualService" | "DestinationRule")
+            | ("gateway.networking.k8s.io", "HTTPRoute")
+    )
 }
 
 /// Finds an object by name. A namespace set on both sides must agree; an unset one matches any,
@@ -133,6 +159,23 @@ impl ManifestSet {
         namespace: Option<&str>,
     ) -> Option<&Located<AnalysisTemplate>> {
         find(&self.analysis_templates, name, namespace)
+    }
+
+    /// The routing object of `kind` named `name` (in `namespace`, when both sides set one).
+    pub fn routing(
+        &self,
+        kind: &str,
+        name: &str,
+        namespace: Option<&str>,
+    ) -> Option<&RoutingObject> {
+        self.routing.iter().find(|o| {
+            o.kind == kind
+                && o.name == name
+                && match (namespace, o.namespace.as_deref()) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => true,
+                }
+        })
     }
 
     /// The ClusterAnalysisTemplate named `name`.

@@ -10,11 +10,17 @@ use insta::assert_snapshot;
 
 /// Lints the valid set with `rollout` for `target`.
 fn lint_for(rollout: &str, template: &str, target: Target) -> String {
-    let sources = [
+    lint_with(rollout, template, None, target)
+}
+
+/// [`lint_for`] with one more file.
+fn lint_with(rollout: &str, template: &str, extra: Option<Source>, target: Target) -> String {
+    let mut sources = vec![
         Source::new("rollout.yaml", rollout),
         Source::new("services.yaml", SERVICES),
         Source::new("analysis-template.yaml", template),
     ];
+    sources.extend(extra);
     match load_for(&sources, target) {
         Ok(set) if set.warnings.is_empty() => "ok".to_string(),
         Ok(set) => format!("ok with warnings:\n{}", set.warnings),
@@ -197,4 +203,107 @@ fn builtin_metrics_warn_on_kubernetes() {
     );
     assert_snapshot!(lint_for(ROLLOUT, &template, Target::Kubernetes));
     assert_eq!(lint_for(ROLLOUT, &template, Target::Local), "ok");
+}
+
+/// The seed's DestinationRule and VirtualService (§4), with a named route.
+const ISTIO: &str = "\
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata:
+  name: my-app
+spec:
+  host: my-app
+  subsets:
+    - name: blue
+      labels: {app: my-app}
+    - name: green
+      labels: {app: my-app}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata:
+  name: my-app
+spec:
+  hosts: [my-app]
+  http:
+    - name: primary
+      route:
+        - destination: {host: my-app, subset: blue}
+          weight: 100
+";
+
+fn with_routing(routing: &str) -> String {
+    rollout_with(
+        "previewService: my-app-preview",
+        &format!(
+            "previewService: my-app-preview
+      trafficRouting:
+        headerRoutes: [{{header: x-canary, exact: \"true\"}}]
+        previewWeight: 10{routing}"
+        ),
+    )
+}
+
+fn lint_routing(rollout: &str, target: Target) -> String {
+    let istio = Source::new("istio.yaml", ISTIO);
+    lint_with(rollout, TEMPLATE, Some(istio), target)
+}
+
+#[test]
+fn preview_weight_on_kubernetes_needs_a_router_that_can_weight() {
+    let out = lint_routing(&with_routing(""), Target::Kubernetes);
+    assert!(out.contains("previewWeight"), "{out}");
+    assert!(out.contains("trafficRouting.istio"), "{out}");
+    assert!(out.contains("gatewayAPI"), "{out}");
+    assert_eq!(lint_routing(&with_routing(""), Target::Local), "ok");
+}
+
+#[test]
+fn istio_routing_matching_the_files_loads() {
+    let routing = "
+        istio:
+          virtualService: {name: my-app, routes: [primary]}
+          destinationRule: {name: my-app, activeSubsetName: blue, previewSubsetName: green}";
+    assert_eq!(
+        lint_routing(&with_routing(routing), Target::Kubernetes),
+        "ok"
+    );
+    let out = lint_routing(&with_routing(routing), Target::Local);
+    assert!(out.contains("do nothing on one host"), "{out}");
+}
+
+#[test]
+fn istio_route_and_subset_names_are_checked_against_the_files() {
+    let routing = "
+        istio:
+          virtualService: {name: my-app, routes: [primray]}
+          destinationRule: {name: my-app, activeSubsetName: blue, previewSubsetName: gren}";
+    assert_snapshot!(lint_routing(&with_routing(routing), Target::Kubernetes));
+}
+
+#[test]
+fn gateway_rules_are_checked_against_the_files() {
+    let route = "\
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: shop
+spec:
+  parentRefs: [{name: public}]
+  rules:
+    - name: main
+      backendRefs: [{name: my-app-active, port: 80}]
+";
+    let rollout = with_routing(
+        "
+        gatewayAPI:
+          httpRoutes: [{name: shop, rules: [mian]}]",
+    );
+    let route = Source::new("route.yaml", route);
+    let out = lint_with(&rollout, TEMPLATE, Some(route), Target::Kubernetes);
+    assert!(
+        out.contains("HTTPRoute 'shop' has no rule named 'mian'"),
+        "{out}"
+    );
+    assert!(out.contains("its named rules: main"), "{out}");
 }

@@ -172,7 +172,12 @@ impl Source {
             Source::Local(c) => Ok(c.rollout(name).await?),
             Source::Kube {
                 client, namespace, ..
-            } => Ok(view(ops::snapshot(client, namespace, name).await?)),
+            } => Ok(kube_view(
+                client,
+                namespace,
+                ops::snapshot(client, namespace, name).await?,
+            )
+            .await),
         }
     }
 
@@ -189,7 +194,8 @@ impl Source {
                 let mut views = Vec::new();
                 for r in ops::list(client, ns).await? {
                     let rns = r.namespace().unwrap_or_else(|| namespace.clone());
-                    views.push(view(ops::snapshot(client, &rns, &r.name_any()).await?));
+                    let snapshot = ops::snapshot(client, &rns, &r.name_any()).await?;
+                    views.push(kube_view(client, &rns, snapshot).await);
                 }
                 Ok(views)
             }
@@ -255,6 +261,14 @@ fn run_view(run: AnalysisRun) -> RunView {
         metrics: MetricSpecView::all(&run.spec),
         status: run.status,
     }
+}
+
+/// The view of a Kubernetes rollout, with its managed routes read from the cluster.
+async fn kube_view(client: &kube::Client, namespace: &str, s: Snapshot) -> RolloutView {
+    let routes = cutover_kube::traffic::summaries(client, namespace, &s.rollout, &s.services).await;
+    let mut v = view(s);
+    v.routes = routes;
+    v
 }
 
 /// The display view of a Rollout on Kubernetes: ReplicaSets as revisions, pods as replicas
@@ -328,6 +342,7 @@ pub(crate) fn view(s: Snapshot) -> RolloutView {
         services,
         events: Vec::new(),
         runs: s.analysis_runs.into_iter().map(run_view).collect(),
+        routes: Vec::new(),
     }
 }
 

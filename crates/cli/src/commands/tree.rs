@@ -313,6 +313,12 @@ fn extras(out: &mut String, view: &RolloutView, s: &RolloutStatus) {
             );
         }
     }
+    if !view.routes.is_empty() {
+        let _ = writeln!(lines, "Routes:");
+        for route in &view.routes {
+            let _ = writeln!(lines, "  {route}");
+        }
+    }
     if !view.events.is_empty() {
         let _ = writeln!(lines, "Events:");
         for e in view.events.iter().rev().take(8).rev() {
@@ -497,6 +503,7 @@ mod tests {
             ],
             services: Vec::new(),
             events: Vec::new(),
+            routes: vec!["VirtualService/web primary: blue=90 green=10".into()],
             runs: vec![RunView {
                 name: "web-ccc-3-pre".into(),
                 rollout: "web".into(),
@@ -536,6 +543,9 @@ NAME                   KIND         STATUS        AGE    INFO
 │     └──□ web-bbb-0   Pod          ✔ Running     50m    ready:1/1
 └──# revision:1
    └──⧉ web-aaa        ReplicaSet   • ScaledDown  60m
+
+Routes:
+  VirtualService/web primary: blue=90 green=10
 ";
         assert_eq!(render_at(&view, false, at(3600)), expected);
     }

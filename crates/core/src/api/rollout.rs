@@ -220,6 +220,86 @@ pub struct TrafficRouting {
     /// Copy this share of active traffic to the preview; responses are discarded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<MirrorRoute>,
+    /// On Kubernetes: carry these rules out in an Istio VirtualService and DestinationRule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub istio: Option<IstioRouting>,
+    /// On Kubernetes: carry these rules out in Gateway API HTTPRoutes.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "gatewayAPI"
+    )]
+    pub gateway_api: Option<GatewayApiRouting>,
+}
+
+impl TrafficRouting {
+    /// True when the rules need a router that can split traffic by weight or copy it, which
+    /// plain Services on Kubernetes cannot.
+    pub fn needs_weighting_router(&self) -> bool {
+        self.preview_weight.is_some_and(|w| w > 0)
+            || self.mirror.is_some()
+            || !self.header_routes.is_empty()
+    }
+}
+
+/// `trafficRouting.istio`: the VirtualService whose routes cutover weights and the
+/// DestinationRule whose two subsets it points at revisions.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IstioRouting {
+    /// The VirtualService and the HTTP routes in it that cutover manages.
+    pub virtual_service: IstioVirtualService,
+    /// The DestinationRule with the two subsets.
+    pub destination_rule: IstioDestinationRule,
+}
+
+/// A VirtualService in the Rollout's namespace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IstioVirtualService {
+    /// Its name.
+    pub name: String,
+    /// Names of the HTTP routes (`spec.http[].name`) whose destinations cutover weights. Empty:
+    /// the VirtualService must have exactly one HTTP route, and that one is managed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
+}
+
+/// A DestinationRule in the Rollout's namespace with the two subsets blue/green takes turns
+/// on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IstioDestinationRule {
+    /// Its name.
+    pub name: String,
+    /// The subset production traffic starts on (the seed's `blue`). After the first promotion
+    /// the two subsets take turns: an update goes into the subset that carries no production
+    /// traffic.
+    pub active_subset_name: String,
+    /// The subset the first update goes into (the seed's `green`).
+    pub preview_subset_name: String,
+}
+
+/// `trafficRouting.gatewayAPI`: HTTPRoutes (`gateway.networking.k8s.io/v1`) whose rules send
+/// traffic to the active and preview Services.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayApiRouting {
+    /// The HTTPRoutes, in the Rollout's namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_routes: Vec<GatewayHttpRoute>,
+}
+
+/// One HTTPRoute and the rules in it that cutover manages.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayHttpRoute {
+    /// Its name.
+    pub name: String,
+    /// Names of the rules (`spec.rules[].name`) that cutover manages. Empty: every rule with a
+    /// backendRef to the active Service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
 }
 
 /// A header condition, exactly one of `exact`, `prefix`, `regex` (a full match).

@@ -107,16 +107,7 @@ pub fn job_name(
 ) -> String {
     let command = command_name(command).replace('+', "-");
     let full = format!("{rollout}-{revision}-migrate-{command}-{migration}");
-    let safe: String = full
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let safe = crate::dns_safe(&full);
     if safe.len() <= MAX_NAME {
         return safe.trim_matches('-').to_string();
     }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod gateway;
 pub mod kubelet;
 
 use std::path::{Path, PathBuf};
@@ -67,6 +68,60 @@ impl KubeEnv {
         }))
         .await;
         Some(env)
+    }
+
+    /// Installs the Gateway API and Istio CRDs from ../shared/fixtures/crds, unchanged, and
+    /// waits until they serve. False (and a loud line) when ../shared is not beside the
+    /// project: the caller skips.
+    pub async fn install_route_crds(&self) -> bool {
+        let dir = repo_root().join("../shared/fixtures/crds");
+        let files = [
+            "gateway-api-v1.6.1/httproutes.yaml",
+            "gateway-api-v1.6.1/gateways.yaml",
+            "istio-1.30.3/networking.yaml",
+        ];
+        if !files.iter().all(|f| dir.join(f).is_file()) {
+            eprintln!(
+                "SKIPPED: this test needs the Gateway API and Istio CRDs in {} (../shared beside the project)",
+                dir.display()
+            );
+            return false;
+        }
+        for f in files {
+            let text = std::fs::read_to_string(dir.join(f)).unwrap();
+            for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+                let value: Option<serde_json::Value> =
+                    serde::Deserialize::deserialize(doc).unwrap();
+                let Some(value) = value else { continue };
+                if value["kind"] == "CustomResourceDefinition" {
+                    self.apply(value).await;
+                }
+            }
+        }
+        for (group, version, plural) in [
+            ("gateway.networking.k8s.io", "v1", "httproutes"),
+            ("networking.istio.io", "v1", "virtualservices"),
+            ("networking.istio.io", "v1", "destinationrules"),
+        ] {
+            let ar = kube::core::ApiResource {
+                group: group.into(),
+                version: version.into(),
+                api_version: format!("{group}/{version}"),
+                kind: String::new(),
+                plural: plural.into(),
+            };
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+            let mut served = false;
+            for _ in 0..100 {
+                if api.list(&Default::default()).await.is_ok() {
+                    served = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(served, "CRD {plural}.{group} never became served");
+        }
+        true
     }
 
     /// A client acting as ServiceAccount `ns/name`, with a token the API server issues for it

@@ -25,6 +25,9 @@ pub struct RolloutView {
     /// Its AnalysisRuns, oldest first.
     #[serde(default)]
     pub runs: Vec<RunView>,
+    /// Its managed mesh or gateway routes, one line each (Kubernetes with `trafficRouting`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
 }
 
 /// An AnalysisRun and its measurements.
@@ -359,6 +362,8 @@ impl Engine {
                 rollout,
                 revisions,
                 services,
+                // One host routes through the built-in router: the Services show it.
+                routes: Vec::new(),
             }))
         })
     }

@@ -39,6 +39,7 @@ pub(crate) fn check(set: &ManifestSet, target: Target, diags: &mut Diagnostics) 
             rollout_name_fits_a_label(r, d);
             rollout::check(set, r, d);
             traffic::check(r, d);
+            traffic::check_routers(set, r, target, d);
             migrations::check(r, d);
             rollout::check_names(r, d);
             let template = FieldPath::parse("spec.template");
