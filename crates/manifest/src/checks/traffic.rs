@@ -111,7 +111,7 @@ pub(super) fn check_routers(
         diags.push(err(
             base.key(field),
             format!("on Kubernetes `{field}` needs a router that can weight, copy and match headers; plain Services only switch selectors"),
-            "add `trafficRouting.istio` (a VirtualService and DestinationRule) or `trafficRouting.gatewayAPI` (HTTPRoutes); docs/traffic-routing.md shows both".into(),
+            "add `trafficRouting.istio` (a VirtualService and DestinationRule) or `trafficRouting.gatewayAPI` (HTTPRoutes); docs/traffic.md shows both".into(),
         ));
     }
     if target == Target::Local && routed {
