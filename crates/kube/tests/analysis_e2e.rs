@@ -19,7 +19,6 @@ use axum::routing::get;
 use cutover_core::api::{
     AnalysisPhase, AnalysisRun, AnalysisRunStatus, POD_TEMPLATE_HASH_LABEL, Rollout, RolloutPhase,
 };
-use cutover_core::hash::pod_template_hash;
 use cutover_kube::analysisrun::{JOB_RUN_LABEL, job_name};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Service;
@@ -27,7 +26,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::kubelet::Kubelet;
-use support::{KubeEnv, wait_for};
+use support::{KubeEnv, hash_of, template, wait_for};
 
 const NS: &str = "analysis";
 
@@ -55,17 +54,6 @@ async fn web_server(hits: Hits) -> SocketAddr {
 
 fn start_controller(client: &Client) -> tokio::task::JoinHandle<()> {
     support::start_controller(client, NS)
-}
-
-fn template(app: &str, image: &str) -> Value {
-    json!({
-        "metadata": { "labels": { "app": app } },
-        "spec": { "containers": [{ "name": "app", "image": image }] },
-    })
-}
-
-fn hash_of(app: &str, image: &str) -> String {
-    pod_template_hash(&serde_json::from_value(template(app, image)).unwrap(), None)
 }
 
 fn service(name: &str, app: &str) -> Value {

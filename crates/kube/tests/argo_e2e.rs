@@ -11,7 +11,6 @@ mod support;
 use std::time::Duration;
 
 use cutover_core::api::{ConditionType, POD_TEMPLATE_HASH_LABEL, Rollout, RolloutPhase};
-use cutover_core::hash::pod_template_hash;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -19,20 +18,9 @@ use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::kubelet::Kubelet;
-use support::{KubeEnv, wait_for};
+use support::{KubeEnv, hash_of, template, wait_for};
 
 const NS: &str = "argo";
-
-fn template(app: &str, image: &str) -> Value {
-    json!({
-        "metadata": { "labels": { "app": app } },
-        "spec": { "containers": [{ "name": "app", "image": image }] },
-    })
-}
-
-fn hash_of(app: &str, image: &str) -> String {
-    pod_template_hash(&serde_json::from_value(template(app, image)).unwrap(), None)
-}
 
 /// One Rollout under test, with its two Services.
 struct Subject {

@@ -9,7 +9,6 @@ mod support;
 use std::time::Duration;
 
 use cutover_core::api::{POD_TEMPLATE_HASH_LABEL, Rollout, RolloutPhase};
-use cutover_core::hash::pod_template_hash;
 use cutover_kube::observe::ready_endpoint_pods;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -18,7 +17,7 @@ use kube::core::ApiResource;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::kubelet::Kubelet;
-use support::{KubeEnv, wait_for};
+use support::{KubeEnv, hash_of, template, wait_for};
 
 const NS: &str = "e2e";
 const APP: &str = "app";
@@ -42,7 +41,7 @@ fn rollout_manifest(image: &str) -> Value {
         "spec": {
             "replicas": 2,
             "selector": { "matchLabels": { "app": APP } },
-            "template": template(image),
+            "template": template(APP, image),
             "strategy": { "blueGreen": {
                 "activeService": "app-active",
                 "previewService": "app-preview",
@@ -55,17 +54,6 @@ fn rollout_manifest(image: &str) -> Value {
             }},
         },
     })
-}
-
-fn template(image: &str) -> Value {
-    json!({
-        "metadata": { "labels": { "app": APP } },
-        "spec": { "containers": [{ "name": "app", "image": image }] },
-    })
-}
-
-fn hash_of(image: &str) -> String {
-    pod_template_hash(&serde_json::from_value(template(image)).unwrap(), None)
 }
 
 fn service(name: &str) -> Value {
@@ -155,7 +143,7 @@ impl Cluster {
     }
 
     async fn set_image(&self, image: &str) {
-        let patch = json!({ "spec": { "template": template(image) } });
+        let patch = json!({ "spec": { "template": template(APP, image) } });
         self.rollouts
             .patch(APP, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -262,7 +250,11 @@ async fn scenarios(
     kubelet: &Kubelet,
     controller: &mut tokio::task::JoinHandle<()>,
 ) {
-    let (h1, h2, h3) = (hash_of("app:1"), hash_of("app:2"), hash_of("app:3"));
+    let (h1, h2, h3) = (
+        hash_of(APP, "app:1"),
+        hash_of(APP, "app:2"),
+        hash_of(APP, "app:3"),
+    );
 
     // 1. Initial deploy: full size at once, both Services point at it, Healthy.
     env.apply(rollout_manifest("app:1")).await;
@@ -372,7 +364,7 @@ async fn scenarios(
     // 8. autoPromotionSeconds: the pause ends by itself.
     c.patch_spec(json!({ "autoPromotionEnabled": null, "autoPromotionSeconds": 2 }))
         .await;
-    let h4 = hash_of("app:4");
+    let h4 = hash_of(APP, "app:4");
     c.set_image("app:4").await;
     c.wait_selector("app-active", &h4, 60).await;
     c.wait_stable(&h4, 30).await;
@@ -382,7 +374,7 @@ async fn scenarios(
 
     // 9. Pods going unready mid-rollout: the preview never pauses for promotion while its pods
     //    are not ready, and the active Service does not move.
-    let h5 = hash_of("app:5");
+    let h5 = hash_of(APP, "app:5");
     kubelet.hold_new_pods(true);
     c.set_image("app:5").await;
     c.wait_selector("app-preview", &h5, 30).await;

@@ -9,27 +9,18 @@
 mod support;
 
 use cutover_core::api::{Rollout, RolloutPhase};
-use cutover_core::hash::pod_template_hash;
 use cutover_kube::traffic::{gateway, istio};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::ApiResource;
 use serde_json::{Value, json};
 use support::gateway::GatewayStandIn;
 use support::kubelet::Kubelet;
-use support::{KubeEnv, wait_for};
+use support::{KubeEnv, template, wait_for};
 
 const NS: &str = "traffic";
 
-fn template(app: &str, image: &str) -> Value {
-    json!({
-        "metadata": { "labels": { "app": app } },
-        "spec": { "containers": [{ "name": "app", "image": image }] },
-    })
-}
-
 fn hash_of(app: &str, version: u32) -> String {
-    let t = template(app, &format!("{app}:{version}"));
-    pod_template_hash(&serde_json::from_value(t).unwrap(), None)
+    support::hash_of(app, &format!("{app}:{version}"))
 }
 
 struct Subject {

@@ -332,3 +332,19 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A pod template running `image`, labelled `app: <app>`: what the tests' Rollouts carry.
+pub fn template(app: &str, image: &str) -> serde_json::Value {
+    serde_json::json!({
+        "metadata": { "labels": { "app": app } },
+        "spec": { "containers": [{ "name": "app", "image": image }] },
+    })
+}
+
+/// The `rollouts-pod-template-hash` of [`template`]`(app, image)`.
+pub fn hash_of(app: &str, image: &str) -> String {
+    cutover_core::hash::pod_template_hash(
+        &serde_json::from_value(template(app, image)).unwrap(),
+        None,
+    )
+}
