@@ -90,16 +90,6 @@ mod reqwest {
     }
 }
 
-fn api_address(dir: &std::path::Path) -> SocketAddr {
-    let text = std::fs::read_to_string(dir.join("api.json")).expect("api.json");
-    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
-    v["address"]
-        .as_str()
-        .expect("address")
-        .parse()
-        .expect("socket address")
-}
-
 fn template(prom_port: u16) -> String {
     // The seed's success-rate template with short windows: 2xx share of the revision's
     // requests on a Service over 15 s, measured every 2 s.

@@ -74,9 +74,7 @@ fn alive(pid: i32) -> bool {
 
 /// The daemon's `GET /metrics` (no token needed).
 fn metrics(d: &Daemon) -> String {
-    let text = std::fs::read_to_string(d.state_dir().join("api.json")).expect("api.json");
-    let v: serde_json::Value = serde_json::from_str(&text).expect("api.json is JSON");
-    let address = v["address"].as_str().expect("address").to_string();
+    let address = api_address(d.state_dir());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -277,14 +277,23 @@ impl Drop for Daemon {
     }
 }
 
+/// The control API's address, from the state directory's `api.json`.
+pub fn api_address(dir: &Path) -> SocketAddr {
+    let text = std::fs::read_to_string(dir.join("api.json")).expect("api.json");
+    let v: Value = serde_json::from_str(&text).expect("api.json is JSON");
+    v["address"]
+        .as_str()
+        .expect("address")
+        .parse()
+        .expect("socket address")
+}
+
 /// `GET path` on the daemon's control API without a token (HTTP/1.0, read to the end):
 /// the status code and the body.
 pub fn api_get_without_token(dir: &Path, path: &str) -> (u16, String) {
     use std::io::{Read as _, Write as _};
-    let text = std::fs::read_to_string(dir.join("api.json")).expect("api.json");
-    let v: Value = serde_json::from_str(&text).expect("api.json is JSON");
-    let address = v["address"].as_str().expect("address").to_string();
-    let mut s = std::net::TcpStream::connect(&address).expect("connect to the API");
+    let address = api_address(dir);
+    let mut s = std::net::TcpStream::connect(address).expect("connect to the API");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     write!(s, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("send");
