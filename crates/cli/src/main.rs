@@ -12,7 +12,7 @@ mod input;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Blue/green delivery: run two versions side by side, check the new one, switch traffic at
 /// once, keep the old one warm for instant rollback.
@@ -35,6 +35,10 @@ struct Cli {
     /// Act on Kubernetes in every namespace (`list rollouts`).
     #[arg(short = 'A', long, global = true)]
     all_namespaces: bool,
+    /// No colours or terminal control sequences (also when NO_COLOR is set, and whenever the
+    /// output is not a terminal).
+    #[arg(long, global = true)]
+    no_color: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -211,6 +215,21 @@ enum Command {
     Controller(cutover_kube::cli::ControllerArgs),
     /// Print the version, the git commit it was built from, and the API version it reads.
     Version,
+    /// Print a shell completion script. Bash: `source <(cutover completion bash)`, or save it
+    /// as /etc/bash_completion.d/cutover; zsh: save it as `_cutover` in a directory on $fpath;
+    /// fish: save it as ~/.config/fish/completions/cutover.fish.
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, or with --output write one page per command into a directory
+    /// (`man -l DIR/cutover-promote.1`).
+    Man {
+        /// Write every page into this directory instead of printing cutover(1).
+        #[arg(short = 'o', long, value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -301,6 +320,7 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
+    commands::color::init(cli.no_color);
     let state_dir = commands::target::state_dir(cli.state_dir);
     let backend = commands::source::Backend::choose(
         state_dir,
@@ -389,7 +409,12 @@ fn run(command: Command, backend: &commands::source::Backend) -> anyhow::Result<
         Command::Demo(args) => commands::demo::run(args),
         Command::DemoApp { args } => Ok(cutover_demo_app::main_with(args)),
         Command::Migrate(args) => commands::migrate::run(args),
-        Command::Controller(args) => cutover_kube::cli::run(args),
+        Command::Controller(mut args) => {
+            args.log_color = commands::color::stderr();
+            cutover_kube::cli::run(args)
+        }
         Command::Version => commands::version::run(),
+        Command::Completion { shell } => commands::completion::completion(shell, Cli::command()),
+        Command::Man { output } => commands::completion::man(Cli::command(), output.as_deref()),
     }
 }

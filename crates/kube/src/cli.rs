@@ -47,13 +47,18 @@ pub struct ControllerArgs {
     /// Log as JSON lines (for log collectors).
     #[arg(long)]
     pub log_json: bool,
+    /// Colour the text logs (the binary decides: a terminal, no `--no-color`, no `NO_COLOR`).
+    #[arg(skip)]
+    pub log_color: bool,
 }
 
 /// Runs the controller with `args` until SIGINT or a fatal error.
 pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(args.log_color);
     // A subscriber set earlier by the binary wins; ours is only a default.
     let _ = if args.log_json {
         builder.json().try_init()

@@ -3,7 +3,6 @@
 //! (`-o json|yaml`, as kubectl prints it), or as cutover's composite view with revisions,
 //! processes, Services, runs and events (`-o view-json|view-yaml`).
 
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -43,11 +42,6 @@ pub enum RolloutOutput {
     ViewYaml,
 }
 
-/// Colour only on a terminal, and not when `NO_COLOR` is set (no-color.org).
-fn color() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-}
-
 /// `cutover get rollout NAME [-w]`.
 pub fn get(
     name: &str,
@@ -57,7 +51,7 @@ pub fn get(
 ) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let source = rt.block_on(Source::connect(backend))?;
-    let color = color();
+    let color = crate::commands::color::stdout();
     let mut last = String::new();
     loop {
         let view = match rt.block_on(source.rollout(name)) {

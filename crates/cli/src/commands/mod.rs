@@ -1,6 +1,8 @@
 //! One module per verb.
 
 pub mod analysis;
+pub mod color;
+pub mod completion;
 pub mod convert;
 pub mod crds;
 pub mod dashboard;

@@ -76,6 +76,7 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(crate::commands::color::stderr())
         .with_writer(std::io::stderr)
         .try_init();
 }
