@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use cutover_notify::message::signature;
 use e2e::*;
-use receiver::{Received, Receiver};
+use receiver::{Receiver, triggers_of};
 
 const KEY: &str = "hmac-key-for-tests";
 
@@ -27,17 +27,6 @@ fn config_file(dir: &std::path::Path, backoff_millis: u64) -> String {
     )
     .expect("write config");
     path.display().to_string()
-}
-
-/// The deliveries of revision `revision`, counted by trigger.
-fn triggers_of(all: &[Received], revision: i64) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for r in all.iter().filter(|r| r.body["revision"] == revision) {
-        *counts
-            .entry(r.body["trigger"].as_str().unwrap_or_default().to_string())
-            .or_default() += 1;
-    }
-    counts
 }
 
 fn metric(d: &Daemon, name: &str) -> u64 {

@@ -63,6 +63,7 @@ fn controller_child(kubeconfig: &str, metrics_addr: &str) -> anyhow::Result<()> 
         identity: None,
         workers: 16,
         log_json: false,
+        notifications_namespace: None,
     };
     // Live heap and the allocator's resident memory, for telling data from fragmentation.
     std::thread::spawn(|| {

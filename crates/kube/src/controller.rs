@@ -131,6 +131,8 @@ pub struct Context {
     pub expectations: Expectations,
     /// Consecutive failures per object, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Where transitions are announced, when notifications are configured.
+    pub notifier: Option<cutover_notify::Notifier>,
 }
 
 impl Context {
@@ -152,7 +154,14 @@ impl Context {
             caches,
             expectations: Expectations::default(),
             failures: Mutex::default(),
+            notifier: None,
         }
+    }
+
+    /// The context with notifications sent through `notifier`.
+    pub fn with_notifier(mut self, notifier: Option<cutover_notify::Notifier>) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     fn note_success(&self, key: &str) {
@@ -446,6 +455,11 @@ async fn publish_events(ctx: &Context, rollout: &Rollout, plan: &Plan) {
         if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
             tracing::warn!(rollout = %rollout.name_any(), error = %e, "publishing event failed");
         }
+    }
+    // Queued after the status write was accepted, never awaited: delivery runs on its own.
+    if let Some(notifier) = &ctx.notifier {
+        let facts = cutover_notify::RolloutFacts::of(rollout, &plan.status);
+        notifier.notify(&facts, &plan.events, jiff::Timestamp::now());
     }
 }
 

@@ -39,6 +39,9 @@ pub struct RunConfig {
     pub leader_election: Option<LeaseConfig>,
     /// Reconciler settings.
     pub reconciler: Config,
+    /// Namespace of the `cutover-notifications` ConfigMap and Secret (the controller's own);
+    /// unset: no notifications.
+    pub notifications_namespace: Option<String>,
 }
 
 /// Runs the controller until a termination signal, a lost Lease or a fatal error.
@@ -86,12 +89,14 @@ pub async fn run_with_client(
 ) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
+    let notifier = notifier(&client, config.notifications_namespace.as_deref()).await;
     let server = config.metrics_addr.map(|addr| {
         tokio::spawn(server::serve(
             addr,
             Health {
                 metrics: metrics.clone(),
                 ready: ready.clone(),
+                notifications: notifier.as_ref().map(|n| n.counters().clone()),
             },
         ))
     });
@@ -111,14 +116,17 @@ pub async fn run_with_client(
         );
         let (caches, writers) = Caches::new(&apis.endpoint_slices);
         let streams = writers.streams(&client, config.namespace.as_deref(), &apis.endpoint_slices);
-        let ctx = Arc::new(Context::new(
-            client.clone(),
-            recorder,
-            metrics.clone(),
-            config.reconciler.clone(),
-            apis,
-            caches,
-        ));
+        let ctx = Arc::new(
+            Context::new(
+                client.clone(),
+                recorder,
+                metrics.clone(),
+                config.reconciler.clone(),
+                apis,
+                caches,
+            )
+            .with_notifier(notifier),
+        );
         // Both controllers stop on the same signal.
         let shutdown = shutdown.boxed().shared();
         let analysis_runs = analysisrun::run(
@@ -145,6 +153,34 @@ pub async fn run_with_client(
         server.abort();
     }
     result
+}
+
+/// The notifier of the configuration in `ns`. A missing or wrong configuration turns
+/// notifications off with an error in the log: rollouts are reconciled either way.
+async fn notifier(client: &Client, ns: Option<&str>) -> Option<cutover_notify::Notifier> {
+    let ns = ns?;
+    match crate::notifications::load(client, ns).await {
+        Ok(Some(config)) => {
+            tracing::info!(
+                services = config.services.len(),
+                subscriptions = config.subscriptions.len(),
+                "notifications configured from ConfigMap {ns}/{}",
+                crate::notifications::NAME
+            );
+            Some(cutover_notify::Notifier::start(config))
+        }
+        Ok(None) => {
+            tracing::info!(
+                "no ConfigMap {ns}/{}: notifications are off",
+                crate::notifications::NAME
+            );
+            None
+        }
+        Err(e) => {
+            tracing::error!("notifications are off: {e}");
+            None
+        }
+    }
 }
 
 fn scoped<K>(client: Client, ns: Option<&str>) -> Api<K>

@@ -94,6 +94,17 @@ impl Receiver {
     }
 }
 
+/// The deliveries of revision `revision`, counted by trigger.
+pub fn triggers_of(all: &[Received], revision: i64) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for r in all.iter().filter(|r| r.body["revision"] == revision) {
+        *counts
+            .entry(r.body["trigger"].as_str().unwrap_or_default().to_string())
+            .or_default() += 1;
+    }
+    counts
+}
+
 fn read_request(stream: &mut std::net::TcpStream) -> Option<Received> {
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut line = String::new();
