@@ -2,7 +2,8 @@
 //! RBAC, reads ConfigMap and Secret `cutover-notifications` in its namespace, and a Rollout's
 //! subscription annotation sends each transition of an update, a pause and a promotion to a
 //! real HTTP receiver on 127.0.0.1, once, signed, with the right payload. The webhook URL (a
-//! secret) appears nowhere in the Rollout.
+//! secret) appears nowhere in the Rollout. The receiver refuses its first requests, which
+//! are retried with the same key while the rollout goes on.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -34,7 +35,9 @@ async fn subscribed_transitions_reach_a_webhook_once_each() {
         return;
     };
     let client = env.client.clone();
-    let hook = Receiver::start(0);
+    // The receiver refuses its first two requests (503): they are retried, and the rollout
+    // goes on meanwhile.
+    let hook = Receiver::start(2);
     let url = format!("{}?token=do-not-leak", hook.url());
     env.apply(json!({
         "apiVersion": "v1", "kind": "Secret",
@@ -110,6 +113,13 @@ async fn subscribed_transitions_reach_a_webhook_once_each() {
         triggers_of(all, 2).get("on-completed") == Some(&2)
     })
     .await;
+    // The first deliveries (revision 1's, refused) came through on a retry.
+    wait_received(
+        &hook,
+        "revision 1's on-completed after the retries",
+        |all| triggers_of(all, 1).get("on-completed") == Some(&2),
+    )
+    .await;
     // Reconciles go on (resyncs, watch events); give repeats a chance to show.
     for _ in 0..20 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -164,6 +174,24 @@ async fn subscribed_transitions_reach_a_webhook_once_each() {
         "{}",
         verified.body
     );
+    assert_eq!(
+        *hook.refused.lock().unwrap(),
+        2,
+        "the first two tries were refused"
+    );
+    let mut keys: Vec<(String, String)> = all
+        .iter()
+        .map(|r| {
+            (
+                r.body["idempotencyKey"].to_string(),
+                r.body["recipient"].to_string(),
+            )
+        })
+        .collect();
+    let delivered = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), delivered, "a delivery arrived twice: {all:#?}");
     let stored = serde_json::to_string(&done).unwrap();
     assert!(
         !stored.contains("do-not-leak"),
