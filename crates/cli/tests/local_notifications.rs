@@ -171,3 +171,34 @@ fn a_receiver_that_is_down_gets_retries_and_the_rollout_does_not_wait() {
         d.log()
     );
 }
+
+#[test]
+fn a_configuration_naming_an_unset_secret_stops_the_daemon_saying_what_to_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("notifications.yaml");
+    std::fs::write(
+        &config,
+        "kind: NotificationConfig\nservices:\n  ops: {webhook: {url: $CUTOVER_TEST_UNSET_HOOK}}\n",
+    )
+    .expect("write config");
+    let out = std::process::Command::new(CUTOVER)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .args(["up", "--notifications"])
+        .arg(&config)
+        .env_remove("CUTOVER_TEST_UNSET_HOOK")
+        .output()
+        .expect("run cutover up");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("notifications.yaml")
+            && stderr.contains("services.ops.webhook.url")
+            && stderr.contains("set the environment variable CUTOVER_TEST_UNSET_HOOK"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("state").join("api.json").exists(),
+        "the daemon must not have started"
+    );
+}
