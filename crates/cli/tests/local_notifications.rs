@@ -134,7 +134,7 @@ fn a_receiver_that_is_down_gets_retries_and_the_rollout_does_not_wait() {
     let config = config_file(config_dir.path(), 200);
     let (services, _, _) = services("down");
     let rollout = demo_rollout("down", 1, "", "");
-    let url = format!("http://127.0.0.1:{port}/hook");
+    let url = format!("http://127.0.0.1:{port}/hook?token=never-logged");
     let d = Daemon::start_opts(
         &format!("{services}{rollout}"),
         &[("HOOK_URL", &url), ("HOOK_KEY", KEY)],
@@ -168,6 +168,11 @@ fn a_receiver_that_is_down_gets_retries_and_the_rollout_does_not_wait() {
     assert!(
         d.log().contains("notification not delivered, retrying"),
         "{}",
+        d.log()
+    );
+    assert!(
+        !d.log().contains("never-logged"),
+        "the webhook URL (a secret) reached the log: {}",
         d.log()
     );
 }

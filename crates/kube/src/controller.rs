@@ -310,7 +310,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
         // likely): plan again once the cache holds what is stored now, instead of overwriting it.
         return Ok(Action::requeue(EXPECTATION_TIMEOUT));
     }
-    publish_events(ctx, rollout, &plan).await;
+    publish_events(ctx, rollout, &plan, true).await;
     ctx.metrics
         .observe_plan(&ns, &name, rollout.status.as_ref(), &plan);
     let mut requeue = plan
@@ -345,6 +345,8 @@ async fn report_refusal(ctx: &Context, rollout: &Rollout, ns: &str, plan: &Plan,
         .and_then(|st| st.condition(ConditionType::ReplicaFailure))
         .filter(|c| c.message.as_deref() == Some(message.as_str()))
         .and_then(|c| c.last_transition_time.clone());
+    // The same refusal comes back on every retry of the reconcile; it is announced once.
+    let new_refusal = since.is_none();
     s.conditions
         .retain(|c| c.type_ != ConditionType::ReplicaFailure);
     s.conditions.push(RolloutCondition {
@@ -363,7 +365,7 @@ async fn report_refusal(ctx: &Context, rollout: &Rollout, ns: &str, plan: &Plan,
     if let Err(e) = write_status(ctx, rollout, ns, &refused).await {
         tracing::warn!(rollout = %rollout.name_any(), error = %e, "writing the refusal to status failed");
     }
-    publish_events(ctx, rollout, &refused).await;
+    publish_events(ctx, rollout, &refused, new_refusal).await;
 }
 
 /// What became of a status write.
@@ -432,8 +434,9 @@ async fn write_status(
 }
 
 /// Publishes the plan's events. A failed event is logged, not retried: it must not hold up the
-/// rollout, and the next plan would not repeat it anyway.
-async fn publish_events(ctx: &Context, rollout: &Rollout, plan: &Plan) {
+/// rollout, and the next plan would not repeat it anyway. With `announce` they are also queued
+/// as notifications.
+async fn publish_events(ctx: &Context, rollout: &Rollout, plan: &Plan, announce: bool) {
     if plan.events.is_empty() {
         return;
     }
@@ -457,7 +460,7 @@ async fn publish_events(ctx: &Context, rollout: &Rollout, plan: &Plan) {
         }
     }
     // Queued after the status write was accepted, never awaited: delivery runs on its own.
-    if let Some(notifier) = &ctx.notifier {
+    if announce && let Some(notifier) = &ctx.notifier {
         let facts = cutover_notify::RolloutFacts::of(rollout, &plan.status);
         notifier.notify(&facts, &plan.events, jiff::Timestamp::now());
     }
