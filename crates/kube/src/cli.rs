@@ -78,6 +78,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| "cutover-system".into());
     let config = RunConfig {
         notifications_namespace: Some(notifications_namespace),
+        notifications_reload: None,
         kubeconfig: args.kubeconfig,
         context: args.context,
         namespace,

@@ -42,6 +42,17 @@ pub struct RunConfig {
     /// Namespace of the `cutover-notifications` ConfigMap and Secret (the controller's own);
     /// unset: no notifications.
     pub notifications_namespace: Option<String>,
+    /// How often they are read again; unset: every 30 s.
+    pub notifications_reload: Option<std::time::Duration>,
+}
+
+/// Stops a background task when the controller stops (also when its future is dropped).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Runs the controller until a termination signal, a lost Lease or a fatal error.
@@ -89,7 +100,17 @@ pub async fn run_with_client(
 ) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let notifier = notifier(&client, config.notifications_namespace.as_deref()).await;
+    let (notifier, _reload) = match &config.notifications_namespace {
+        Some(ns) => {
+            let every = config
+                .notifications_reload
+                .unwrap_or(crate::notifications::RELOAD_INTERVAL);
+            let (notifier, reload) =
+                crate::notifications::start(client.clone(), ns.clone(), every).await;
+            (Some(notifier), Some(AbortOnDrop(reload)))
+        }
+        None => (None, None),
+    };
     let server = config.metrics_addr.map(|addr| {
         tokio::spawn(server::serve(
             addr,
@@ -153,34 +174,6 @@ pub async fn run_with_client(
         server.abort();
     }
     result
-}
-
-/// The notifier of the configuration in `ns`. A missing or wrong configuration turns
-/// notifications off with an error in the log: rollouts are reconciled either way.
-async fn notifier(client: &Client, ns: Option<&str>) -> Option<cutover_notify::Notifier> {
-    let ns = ns?;
-    match crate::notifications::load(client, ns).await {
-        Ok(Some(config)) => {
-            tracing::info!(
-                services = config.services.len(),
-                subscriptions = config.subscriptions.len(),
-                "notifications configured from ConfigMap {ns}/{}",
-                crate::notifications::NAME
-            );
-            Some(cutover_notify::Notifier::start(config))
-        }
-        Ok(None) => {
-            tracing::info!(
-                "no ConfigMap {ns}/{}: notifications are off",
-                crate::notifications::NAME
-            );
-            None
-        }
-        Err(e) => {
-            tracing::error!("notifications are off: {e}");
-            None
-        }
-    }
 }
 
 fn scoped<K>(client: Client, ns: Option<&str>) -> Api<K>

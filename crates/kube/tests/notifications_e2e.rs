@@ -25,6 +25,18 @@ const NS: &str = "notify";
 const APP: &str = "shop";
 const KEY: &str = "kube-hmac-key";
 
+/// Promotes as the CLI does: clears the pause conditions.
+async fn promote(rollouts: &Api<Rollout>) {
+    rollouts
+        .patch_status(
+            APP,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "status": { "pauseConditions": null } })),
+        )
+        .await
+        .unwrap();
+}
+
 async fn wait_received(hook: &Receiver, what: &str, done: impl Fn(&[Received]) -> bool) {
     wait_for(60, what, || async { done(&hook.all()).then_some(()) }).await;
 }
@@ -56,6 +68,7 @@ async fn subscribed_transitions_reach_a_webhook_once_each() {
     let controller_client = env.controller_client().await;
     let controller = support::start_controller_with(&controller_client, NS, |c| {
         c.notifications_namespace = Some("cutover-system".into());
+        c.notifications_reload = Some(std::time::Duration::from_secs(1));
     });
     let annotations = json!({
         "notifications.cutover.dev/subscribe..ops": "",
@@ -98,15 +111,7 @@ async fn subscribed_transitions_reach_a_webhook_once_each() {
         triggers_of(all, 2).contains_key("on-paused")
     })
     .await;
-    // Promote as the CLI does: clear the pause conditions.
-    rollouts
-        .patch_status(
-            APP,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({ "status": { "pauseConditions": null } })),
-        )
-        .await
-        .unwrap();
+    promote(&rollouts).await;
     let done = phase_is(RolloutPhase::Healthy, hash_of(APP, "shop:2")).await;
     // Both subscriptions to on-completed: the catch-all one and Argo's with a recipient.
     wait_received(&hook, "two on-completed of revision 2", |all| {
@@ -125,7 +130,6 @@ async fn subscribed_transitions_reach_a_webhook_once_each() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let _ = rollouts.get(APP).await;
     }
-    controller.abort();
     let all = hook.all();
     let expected: BTreeMap<String, usize> = [
         ("on-update-started", 1),
@@ -196,5 +200,41 @@ async fn subscribed_transitions_reach_a_webhook_once_each() {
     assert!(
         !stored.contains("do-not-leak"),
         "the secret URL leaked: {stored}"
+    );
+
+    // A changed ConfigMap is picked up without a restart: updates pause until one announces
+    // its pause with the new template.
+    env.apply(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": "cutover-notifications", "namespace": "cutover-system" },
+        "data": { "config.yaml": "apiVersion: cutover.dev/v1alpha1\nkind: NotificationConfig\nservices:\n  ops: {webhook: {url: $ops-url, signingSecret: $ops-key}}\ntemplates:\n  on-paused: 'reloaded: {{ rollout }} waits at {{ images[0] }}'\n" },
+    }))
+    .await;
+    let mut reloaded = None;
+    for n in 3..=20 {
+        let image = format!("shop:{n}");
+        env.apply(manifest(&image)).await;
+        phase_is(RolloutPhase::Paused, hash_of(APP, &image)).await;
+        wait_received(&hook, &format!("on-paused of revision {n}"), |all| {
+            triggers_of(all, n).contains_key("on-paused")
+        })
+        .await;
+        let paused = hook
+            .all()
+            .into_iter()
+            .find(|r| r.body["revision"] == n && r.body["trigger"] == "on-paused")
+            .unwrap();
+        if paused.body["text"] == format!("reloaded: {APP} waits at {image}") {
+            reloaded = Some(paused);
+            break;
+        }
+        promote(&rollouts).await;
+        phase_is(RolloutPhase::Healthy, hash_of(APP, &image)).await;
+    }
+    controller.abort();
+    let reloaded = reloaded.expect("the new template was never used");
+    assert_eq!(
+        reloaded.headers["x-cutover-signature"],
+        signature(KEY, &reloaded.raw)
     );
 }

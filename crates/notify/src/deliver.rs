@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use cutover_analysis::http::{HttpClient, SendError};
 use cutover_core::notify::Trigger;
@@ -87,7 +88,8 @@ pub struct Notifier {
 }
 
 struct Inner {
-    config: NotificationConfig,
+    /// Replaced whole when the configuration changes; the queue and its size stay.
+    config: ArcSwap<NotificationConfig>,
     queue: mpsc::Sender<Job>,
     counters: Arc<Counters>,
 }
@@ -95,7 +97,7 @@ struct Inner {
 impl std::fmt::Debug for Notifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Notifier")
-            .field("services", &self.inner.config.services.keys())
+            .field("services", &self.inner.config.load().services.keys())
             .finish_non_exhaustive()
     }
 }
@@ -106,12 +108,18 @@ impl Notifier {
         let (queue, jobs) = mpsc::channel(config.delivery.queue_size);
         let counters = Arc::new(Counters::default());
         let inner = Arc::new(Inner {
-            config,
+            config: ArcSwap::from_pointee(config),
             queue,
             counters,
         });
         tokio::spawn(work(inner.clone(), jobs));
         Self { inner }
+    }
+
+    /// Uses `config` from now on: for new notifications and for queued deliveries not started
+    /// yet (one to a service that is gone is dropped). The queue keeps its size.
+    pub fn replace_config(&self, config: NotificationConfig) {
+        self.inner.config.store(Arc::new(config));
     }
 
     /// The counters.
@@ -124,13 +132,13 @@ impl Notifier {
     /// counted.
     pub fn notify(&self, facts: &RolloutFacts, events: &[Event], at: Timestamp) -> usize {
         let mut queued = 0;
+        let config = self.inner.config.load();
         for (index, event) in events.iter().enumerate() {
-            let Some((trigger, n)) =
-                notification(facts, event, index, at, &self.inner.config.templates)
+            let Some((trigger, n)) = notification(facts, event, index, at, &config.templates)
             else {
                 continue;
             };
-            let (found, warnings) = targets(&self.inner.config, &facts.annotations, trigger);
+            let (found, warnings) = targets(&config, &facts.annotations, trigger);
             for warning in warnings {
                 tracing::warn!(rollout = %facts.name, "notifications: {warning}");
             }
@@ -188,10 +196,11 @@ enum Failure {
 }
 
 async fn deliver(inner: &Inner, http: &HttpClient, job: Job) {
-    let Some(service) = inner.config.services.get(&job.target.service) else {
+    let config = inner.config.load_full();
+    let Some(service) = config.services.get(&job.target.service) else {
         return;
     };
-    let delivery = &inner.config.delivery;
+    let delivery = &config.delivery;
     let mut backoff = delivery.initial_backoff;
     for attempt in 1..=delivery.max_attempts {
         let outcome = match service {
