@@ -9,6 +9,7 @@ pub mod api;
 pub mod crds;
 pub mod fixtures;
 pub mod hash;
+pub mod notify;
 pub mod ops;
 pub mod plan;
 pub mod sim;

@@ -64,6 +64,7 @@ fn controller_child(kubeconfig: &str, metrics_addr: &str) -> anyhow::Result<()> 
         workers: 16,
         log_json: false,
         log_color: false,
+        notifications_namespace: None,
     };
     // Live heap and the allocator's resident memory, for telling data from fragmentation.
     std::thread::spawn(|| {

@@ -50,6 +50,11 @@ pub struct ControllerArgs {
     /// Colour the text logs (the binary decides: a terminal, no `--no-color`, no `NO_COLOR`).
     #[arg(skip)]
     pub log_color: bool,
+    /// Namespace of the `cutover-notifications` ConfigMap and Secret (default: $POD_NAMESPACE,
+    /// else the namespace given with --namespace, else cutover-system). Without the
+    /// ConfigMap, notifications are off.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub notifications_namespace: Option<String>,
 }
 
 /// Runs the controller with `args` until SIGINT or a fatal error.
@@ -71,7 +76,14 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|_| format!("cutover-{}", std::process::id()))
     });
     let namespace = args.namespace.clone();
+    let notifications_namespace = args
+        .notifications_namespace
+        .clone()
+        .or_else(|| args.namespace.clone())
+        .unwrap_or_else(|| "cutover-system".into());
     let config = RunConfig {
+        notifications_namespace: Some(notifications_namespace),
+        notifications_reload: None,
         kubeconfig: args.kubeconfig,
         context: args.context,
         namespace,

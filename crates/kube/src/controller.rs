@@ -131,6 +131,8 @@ pub struct Context {
     pub expectations: Expectations,
     /// Consecutive failures per object, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Where transitions are announced, when notifications are configured.
+    pub notifier: Option<cutover_notify::Notifier>,
 }
 
 impl Context {
@@ -152,7 +154,14 @@ impl Context {
             caches,
             expectations: Expectations::default(),
             failures: Mutex::default(),
+            notifier: None,
         }
+    }
+
+    /// The context with notifications sent through `notifier`.
+    pub fn with_notifier(mut self, notifier: Option<cutover_notify::Notifier>) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     fn note_success(&self, key: &str) {
@@ -301,7 +310,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
         // likely): plan again once the cache holds what is stored now, instead of overwriting it.
         return Ok(Action::requeue(EXPECTATION_TIMEOUT));
     }
-    publish_events(ctx, rollout, &plan).await;
+    publish_events(ctx, rollout, &plan, true).await;
     ctx.metrics
         .observe_plan(&ns, &name, rollout.status.as_ref(), &plan);
     let mut requeue = plan
@@ -336,6 +345,8 @@ async fn report_refusal(ctx: &Context, rollout: &Rollout, ns: &str, plan: &Plan,
         .and_then(|st| st.condition(ConditionType::ReplicaFailure))
         .filter(|c| c.message.as_deref() == Some(message.as_str()))
         .and_then(|c| c.last_transition_time.clone());
+    // The same refusal comes back on every retry of the reconcile; it is announced once.
+    let new_refusal = since.is_none();
     s.conditions
         .retain(|c| c.type_ != ConditionType::ReplicaFailure);
     s.conditions.push(RolloutCondition {
@@ -354,7 +365,7 @@ async fn report_refusal(ctx: &Context, rollout: &Rollout, ns: &str, plan: &Plan,
     if let Err(e) = write_status(ctx, rollout, ns, &refused).await {
         tracing::warn!(rollout = %rollout.name_any(), error = %e, "writing the refusal to status failed");
     }
-    publish_events(ctx, rollout, &refused).await;
+    publish_events(ctx, rollout, &refused, new_refusal).await;
 }
 
 /// What became of a status write.
@@ -423,8 +434,9 @@ async fn write_status(
 }
 
 /// Publishes the plan's events. A failed event is logged, not retried: it must not hold up the
-/// rollout, and the next plan would not repeat it anyway.
-async fn publish_events(ctx: &Context, rollout: &Rollout, plan: &Plan) {
+/// rollout, and the next plan would not repeat it anyway. With `announce` they are also queued
+/// as notifications.
+async fn publish_events(ctx: &Context, rollout: &Rollout, plan: &Plan, announce: bool) {
     if plan.events.is_empty() {
         return;
     }
@@ -446,6 +458,11 @@ async fn publish_events(ctx: &Context, rollout: &Rollout, plan: &Plan) {
         if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
             tracing::warn!(rollout = %rollout.name_any(), error = %e, "publishing event failed");
         }
+    }
+    // Queued after the status write was accepted, never awaited: delivery runs on its own.
+    if announce && let Some(notifier) = &ctx.notifier {
+        let facts = cutover_notify::RolloutFacts::of(rollout, &plan.status);
+        notifier.notify(&facts, &plan.events, jiff::Timestamp::now());
     }
 }
 

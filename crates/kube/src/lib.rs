@@ -19,6 +19,7 @@ pub mod expect;
 mod lease;
 pub mod metrics;
 pub mod migrations;
+pub mod notifications;
 pub mod observe;
 pub mod ops;
 mod run;

@@ -39,6 +39,20 @@ pub struct RunConfig {
     pub leader_election: Option<LeaseConfig>,
     /// Reconciler settings.
     pub reconciler: Config,
+    /// Namespace of the `cutover-notifications` ConfigMap and Secret (the controller's own);
+    /// unset: no notifications.
+    pub notifications_namespace: Option<String>,
+    /// How often they are read again; unset: every 30 s.
+    pub notifications_reload: Option<std::time::Duration>,
+}
+
+/// Stops a background task when the controller stops (also when its future is dropped).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Runs the controller until a termination signal, a lost Lease or a fatal error.
@@ -86,12 +100,24 @@ pub async fn run_with_client(
 ) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
+    let (notifier, _reload) = match &config.notifications_namespace {
+        Some(ns) => {
+            let every = config
+                .notifications_reload
+                .unwrap_or(crate::notifications::RELOAD_INTERVAL);
+            let (notifier, reload) =
+                crate::notifications::start(client.clone(), ns.clone(), every).await;
+            (Some(notifier), Some(AbortOnDrop(reload)))
+        }
+        None => (None, None),
+    };
     let server = config.metrics_addr.map(|addr| {
         tokio::spawn(server::serve(
             addr,
             Health {
                 metrics: metrics.clone(),
                 ready: ready.clone(),
+                notifications: notifier.as_ref().map(|n| n.counters().clone()),
             },
         ))
     });
@@ -111,14 +137,17 @@ pub async fn run_with_client(
         );
         let (caches, writers) = Caches::new(&apis.endpoint_slices);
         let streams = writers.streams(&client, config.namespace.as_deref(), &apis.endpoint_slices);
-        let ctx = Arc::new(Context::new(
-            client.clone(),
-            recorder,
-            metrics.clone(),
-            config.reconciler.clone(),
-            apis,
-            caches,
-        ));
+        let ctx = Arc::new(
+            Context::new(
+                client.clone(),
+                recorder,
+                metrics.clone(),
+                config.reconciler.clone(),
+                apis,
+                caches,
+            )
+            .with_notifier(notifier),
+        );
         // Both controllers stop on the same signal.
         let shutdown = shutdown.boxed().shared();
         let analysis_runs = analysisrun::run(

@@ -19,6 +19,17 @@ pub struct Health {
     pub metrics: Arc<Metrics>,
     /// Set once this instance leads and its watches run.
     pub ready: Arc<AtomicBool>,
+    /// Notification counters, when notifications are configured.
+    pub notifications: Option<Arc<cutover_notify::Counters>>,
+}
+
+/// The controller's exposition with the notification counters joined before its `# EOF`.
+fn with_notifications(metrics: String, counters: Option<&cutover_notify::Counters>) -> String {
+    let Some(counters) = counters else {
+        return metrics;
+    };
+    let body = metrics.strip_suffix("# EOF\n").unwrap_or(&metrics);
+    format!("{body}{}# EOF\n", counters.openmetrics())
 }
 
 /// Serves until the task is dropped.
@@ -32,7 +43,7 @@ pub async fn serve(addr: SocketAddr, health: Health) -> Result<(), Error> {
                         "content-type",
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )],
-                    h.metrics.encode(),
+                    with_notifications(h.metrics.encode(), h.notifications.as_deref()),
                 )
             }),
         )

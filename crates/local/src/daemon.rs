@@ -45,6 +45,9 @@ pub struct UpConfig {
     /// Take over from a daemon running on the same state directory: it exits leaving the data
     /// plane and the processes running, and this one adopts them.
     pub replace: bool,
+    /// The notification configuration file (`kind: NotificationConfig`), if any; its `$NAME`
+    /// secrets come from the daemon's environment.
+    pub notifications: Option<PathBuf>,
 }
 
 /// How long `--replace` waits for the running daemon to hand over.
@@ -87,6 +90,9 @@ pub enum DaemonError {
         /// What went wrong.
         why: String,
     },
+    /// The notification configuration cannot be read or is wrong.
+    #[error("notifications: {0}")]
+    Notifications(String),
     /// The control API could not listen.
     #[error("control API on {address}: {source}")]
     Api {
@@ -110,6 +116,12 @@ pub async fn run(
         path: dir.clone(),
         source,
     };
+    // Read before anything starts: a wrong file stops the daemon with nothing changed.
+    let notifications = config
+        .notifications
+        .as_deref()
+        .map(load_notifications)
+        .transpose()?;
     secure_state_dir(dir).map_err(state_err)?;
     let _lock = if config.replace {
         take_over(dir).await?
@@ -146,6 +158,7 @@ pub async fn run(
         data_plane.clone(),
         EngineConfig {
             bind_address: config.bind_address,
+            notifier: notifications.map(cutover_notify::Notifier::start),
         },
     );
     engine.start().await?;
@@ -194,6 +207,30 @@ pub async fn run(
     data_plane.shutdown().await;
     supervisor.shutdown().await;
     Ok(())
+}
+
+/// Reads and checks a notification configuration file, secrets from the environment.
+fn load_notifications(path: &Path) -> Result<cutover_notify::NotificationConfig, DaemonError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        DaemonError::Notifications(format!(
+            "cannot read {}: {e} (check the --notifications path)",
+            path.display()
+        ))
+    })?;
+    let config = cutover_notify::NotificationConfig::parse(
+        &text,
+        &path.display().to_string(),
+        &cutover_notify::EnvSecrets,
+        cutover_notify::config::Host::Single,
+    )
+    .map_err(|e| DaemonError::Notifications(e.to_string()))?;
+    tracing::info!(
+        services = config.services.len(),
+        subscriptions = config.subscriptions.len(),
+        "notifications configured from {}",
+        path.display()
+    );
+    Ok(config)
 }
 
 /// Asks the daemon holding `dir` to hand over (SIGQUIT to the pid in `<dir>/lock`), then takes

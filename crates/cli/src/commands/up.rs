@@ -49,6 +49,10 @@ pub struct UpArgs {
     /// failed request).
     #[arg(long)]
     pub replace: bool,
+    /// Notification configuration (`kind: NotificationConfig`: services, templates,
+    /// subscriptions; `$NAME` values are read from the environment). See docs/notifications.md.
+    #[arg(long, value_name = "FILE")]
+    pub notifications: Option<PathBuf>,
     /// Also serve the dashboard over this daemon (its URL, with the token, is printed).
     #[arg(long)]
     pub dashboard: bool,
@@ -97,6 +101,7 @@ pub fn run(args: UpArgs, state_dir: PathBuf) -> anyhow::Result<ExitCode> {
         router: args.router(),
         data_plane: DataPlaneMode::Process { program },
         replace: args.replace,
+        notifications: args.notifications.clone(),
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let stop = CancellationToken::new();

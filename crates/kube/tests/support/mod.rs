@@ -282,7 +282,16 @@ impl Drop for KubeEnv {
 
 /// Runs the controller in-process, watching namespace `ns`, until the task is aborted.
 pub fn start_controller(client: &Client, ns: &str) -> tokio::task::JoinHandle<()> {
-    let config = cutover_kube::RunConfig {
+    start_controller_with(client, ns, |_| {})
+}
+
+/// [`start_controller`] with `edit` changing the settings first.
+pub fn start_controller_with(
+    client: &Client,
+    ns: &str,
+    edit: impl FnOnce(&mut cutover_kube::RunConfig),
+) -> tokio::task::JoinHandle<()> {
+    let mut config = cutover_kube::RunConfig {
         namespace: Some(ns.into()),
         reconciler: cutover_kube::Config {
             resync: Duration::from_secs(30),
@@ -290,6 +299,7 @@ pub fn start_controller(client: &Client, ns: &str) -> tokio::task::JoinHandle<()
         },
         ..cutover_kube::RunConfig::default()
     };
+    edit(&mut config);
     let client = client.clone();
     tokio::spawn(async move {
         if let Err(e) = cutover_kube::run_with_client(client, config, std::future::pending()).await

@@ -211,9 +211,22 @@ async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.engine.router().metrics_text().await,
+        with_notification_metrics(
+            state.engine.router().metrics_text().await,
+            state.engine.notification_metrics(),
+        ),
     )
         .into_response()
+}
+
+/// The router's exposition with the notification counters joined before its `# EOF` (an
+/// OpenMetrics exposition has exactly one, at the end).
+fn with_notification_metrics(router: String, notifications: Option<String>) -> String {
+    let Some(notifications) = notifications else {
+        return router;
+    };
+    let body = router.strip_suffix("# EOF\n").unwrap_or(&router);
+    format!("{body}{notifications}# EOF\n")
 }
 
 /// Every error answer is made here: a status and a message saying what to do.

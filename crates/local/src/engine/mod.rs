@@ -30,6 +30,20 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 pub struct EngineConfig {
     /// Address the Services' listeners bind to.
     pub bind_address: IpAddr,
+    /// Where the transitions of each pass are announced, when notifications are configured.
+    pub notifier: Option<cutover_notify::Notifier>,
+}
+
+/// What one rollout's pass did, for the work done after its transaction committed.
+struct PassOutcome {
+    plan: cutover_core::plan::Plan,
+    /// The switch as it stood before the pass.
+    before: Option<SwitchStatus>,
+    /// The active Service's name.
+    active: String,
+    /// The rollout's facts for notifications (only when a notifier is set and the pass
+    /// emitted events).
+    facts: Option<cutover_notify::RolloutFacts>,
 }
 
 /// Why the engine could not start.
@@ -118,6 +132,14 @@ impl Engine {
             self.wake();
         }
         Ok(found)
+    }
+
+    /// The notification counters as OpenMetrics text, when notifications are configured.
+    pub fn notification_metrics(&self) -> Option<String> {
+        self.config
+            .notifier
+            .as_ref()
+            .map(|n| n.counters().openmetrics())
     }
 
     /// Asks the loop to run a pass now (after an apply or a user operation).
@@ -214,9 +236,20 @@ impl Engine {
                     continue;
                 }
             };
-            let Some((plan, before, active)) = outcome else {
+            let Some(PassOutcome {
+                plan,
+                before,
+                active,
+                facts,
+            }) = outcome
+            else {
                 continue;
             };
+            // Announced only now that the transaction committed: a rolled-back pass made no
+            // transition. Queuing never waits.
+            if let (Some(notifier), Some(facts)) = (&self.config.notifier, &facts) {
+                notifier.notify(facts, &plan.events, now);
+            }
             // A switch confirmed in this pass: export its latency.
             if let Some(switch) = &plan.status.blue_green.switch
                 && let Some(seconds) = switch.seconds
@@ -234,12 +267,7 @@ impl Engine {
     }
 
     /// Observe → plan → execute → persist for one rollout, in one transaction.
-    #[allow(clippy::type_complexity)]
-    fn pass_one(
-        &self,
-        name: &str,
-        now: Timestamp,
-    ) -> Result<Option<(cutover_core::plan::Plan, Option<SwitchStatus>, String)>, StoreError> {
+    fn pass_one(&self, name: &str, now: Timestamp) -> Result<Option<PassOutcome>, StoreError> {
         self.store.write(|tx| -> Result<_, StoreError> {
             let Some(rollout) = tx.rollout(name)? else {
                 return Ok(None);
@@ -253,11 +281,14 @@ impl Engine {
                 .status
                 .as_ref()
                 .and_then(|s| s.blue_green.switch.clone());
-            Ok(Some((
+            let facts = (self.config.notifier.is_some() && !plan.events.is_empty())
+                .then(|| cutover_notify::RolloutFacts::of(&rollout, &plan.status));
+            Ok(Some(PassOutcome {
+                active: rollout.spec.strategy.blue_green.active_service.clone(),
                 plan,
                 before,
-                rollout.spec.strategy.blue_green.active_service.clone(),
-            )))
+                facts,
+            }))
         })
     }
 

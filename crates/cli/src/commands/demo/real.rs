@@ -104,6 +104,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<bool> {
         // The demo's data plane lives and dies with it.
         data_plane: cutover_local::dataplane::DataPlaneMode::InProcess,
         replace: false,
+        notifications: None,
     };
     let daemon = tokio::spawn(daemon::run(config, stop.clone(), move |addr| {
         let _ = ready_tx.send(addr);
