@@ -7,7 +7,9 @@
 //! time cutover scales it, with the Rollout's name beside them, so that deleting the Rollout or
 //! removing the reference gives them back even after a controller restart.
 
-use cutover_core::api::{Rollout, RolloutStatus, WorkloadScaleDown, template_is_unset};
+use cutover_core::api::{
+    Rollout, RolloutStatus, WorkloadScaleDown, selector_is_unset, template_is_unset,
+};
 use cutover_core::plan::Observed;
 use cutover_core::workload::{WorkloadProgress, deployment_replicas};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
@@ -48,6 +50,10 @@ pub async fn resolve(
     let mut resolved = rollout.clone();
     if let Some(spec) = deployment.as_ref().and_then(|d| d.spec.as_ref()) {
         resolved.spec.template = spec.template.clone();
+        // As in Argo Rollouts, a Rollout that names no selector uses the Deployment's.
+        if selector_is_unset(&resolved.spec.selector) {
+            resolved.spec.selector = spec.selector.clone();
+        }
     }
     Ok((resolved, deployment))
 }

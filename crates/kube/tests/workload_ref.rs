@@ -12,7 +12,7 @@ use cutover_core::ops::Operation;
 use cutover_kube::workload::{ADOPTED_BY_ANNOTATION, ORIGINAL_REPLICAS_ANNOTATION};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use support::kubelet::Kubelet;
@@ -176,6 +176,7 @@ async fn a_rollout_adopts_an_existing_deployment() {
     progressively_then_reference_removed(&env, &w, &kubelet).await;
     never_keeps_the_deployment(&env, &w).await;
     missing_deployment_then_created(&env, &w).await;
+    both_template_and_reference_refused(&w).await;
     controller.abort();
 }
 
@@ -317,11 +318,18 @@ async fn never_keeps_the_deployment(env: &KubeEnv, w: &World) {
         .await;
 }
 
-/// (6) a missing Deployment: Degraded with InvalidSpec saying so; recovers when it is created.
+/// (6) a missing Deployment: Degraded with InvalidSpec saying so; recovers when it is created,
+/// taking the Deployment's selector too.
 async fn missing_deployment_then_created(env: &KubeEnv, w: &World) {
     let app = "late";
     env.blue_green_services(NS, app).await;
-    env.apply(rollout(app, 1, "onsuccess")).await;
+    // As Argo's migration guide writes it: no selector, the Deployment's is used.
+    let mut manifest = rollout(app, 1, "onsuccess");
+    manifest["spec"]
+        .as_object_mut()
+        .and_then(|spec| spec.remove("selector"))
+        .expect("the manifest has a selector to leave out");
+    env.apply(manifest).await;
     let message = wait_for(60, "Degraded for the missing Deployment", || async {
         let s = w.rollout(app).await.status?;
         let c = s.condition(ConditionType::InvalidSpec)?;
@@ -345,6 +353,22 @@ async fn missing_deployment_then_created(env: &KubeEnv, w: &World) {
     );
     w.wait_deployment_replicas(app, 0, "onsuccess after recovery")
         .await;
+}
+
+/// The CRD's validation rule refuses a Rollout with both a template and a reference.
+async fn both_template_and_reference_refused(w: &World) {
+    let mut manifest = rollout("both", 1, "never");
+    manifest["spec"]["template"] = template("both", "both:v1");
+    let both: Rollout = serde_json::from_value(manifest).unwrap();
+    let refused = w.rollouts.create(&PostParams::default(), &both).await;
+    let message = match refused {
+        Ok(_) => panic!("the API server stored a Rollout with template and workloadRef"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        message.contains("set exactly one of spec.template and spec.workloadRef"),
+        "{message}"
+    );
 }
 
 /// Every object of a kind in the namespace; none when listing fails (this only feeds `dump`).

@@ -83,12 +83,17 @@ pub const DEFAULT_ANALYSIS_RUN_HISTORY_LIMIT: i32 = 5;
 #[schemars(extend("x-kubernetes-validations" = [{
     "rule": "has(self.template) != has(self.workloadRef)",
     "message": "set exactly one of spec.template and spec.workloadRef"
+}, {
+    "rule": "has(self.selector) || has(self.workloadRef)",
+    "message": "spec.selector is required unless spec.workloadRef names a Deployment to take it from"
 }]))]
 pub struct RolloutSpec {
     /// Number of pods the active revision runs. Defaults to 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
-    /// Label selector of the Rollout's pods; must match the template's labels.
+    /// Label selector of the Rollout's pods; must match the template's labels. With
+    /// `workloadRef` it may be left out: the Deployment's selector is used.
+    #[serde(default, skip_serializing_if = "selector_is_unset")]
     pub selector: LabelSelector,
     /// Pod template of the desired revision. A change here starts a blue/green update.
     /// Exactly one of `template` and `workloadRef` is set; with `workloadRef` the controller
@@ -136,6 +141,11 @@ pub struct RolloutSpec {
 /// True when a spec carries no template of its own (`workloadRef` names where it comes from).
 pub fn template_is_unset(template: &PodTemplateSpec) -> bool {
     template.metadata.is_none() && template.spec.is_none()
+}
+
+/// True when a spec names no selector of its own (`workloadRef` names where it comes from).
+pub fn selector_is_unset(selector: &LabelSelector) -> bool {
+    selector.match_labels.is_none() && selector.match_expressions.is_none()
 }
 
 /// `spec.workloadRef`: the Deployment whose pod template the Rollout runs, as in Argo Rollouts.
