@@ -275,3 +275,17 @@ fn neither_template_nor_workload_ref_is_refused() {
     );
     assert!(out.contains("spec.workloadRef"), "{out}");
 }
+
+#[test]
+fn workload_ref_to_a_replica_set_is_refused_at_its_kind() {
+    let start = ROLLOUT.find("  template:").unwrap_or(0);
+    let end = ROLLOUT.find("  strategy:").unwrap_or(0);
+    let reference = WORKLOAD_REF.replace("kind: Deployment", "kind: ReplicaSet");
+    let text = format!("{}{reference}{}", &ROLLOUT[..start], &ROLLOUT[end..]);
+    let out = lint_rollout(&text);
+    assert!(
+        out.contains("rollout.yaml:13:5: spec.workloadRef.kind"),
+        "{out}"
+    );
+    assert!(out.contains("cutover adopts Deployments only"), "{out}");
+}

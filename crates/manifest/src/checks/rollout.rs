@@ -170,15 +170,27 @@ pub(super) fn check(set: &ManifestSet, r: &Located<Rollout>, diags: &mut Diagnos
             "add matchLabels that the pod template's labels carry, e.g. `app: <name>`".into(),
         ));
     }
-    if let Some(workload) = &spec.workload_ref
-        && workload.name.trim().is_empty()
-    {
-        let path = FieldPath::parse("spec.workloadRef.name");
-        diags.push(err(
-            &path,
-            "required".into(),
-            "name the Deployment whose pod template the Rollout runs".into(),
-        ));
+    if let Some(workload) = &spec.workload_ref {
+        let fields = [
+            ("kind", workload.kind.as_str(), "Deployment"),
+            ("apiVersion", workload.api_version.as_str(), "apps/v1"),
+        ];
+        for (field, given, wanted) in fields {
+            if given != wanted {
+                diags.push(err(
+                    &FieldPath::parse("spec.workloadRef").key(field),
+                    format!("must be `{wanted}`, got `{given}`: cutover adopts Deployments only"),
+                    format!("set `{field}: {wanted}` and name a Deployment, or give the Rollout a spec.template"),
+                ));
+            }
+        }
+        if workload.name.trim().is_empty() {
+            diags.push(err(
+                &FieldPath::parse("spec.workloadRef.name"),
+                "required".into(),
+                "name the Deployment whose pod template the Rollout runs".into(),
+            ));
+        }
     }
 
     // Analysis.
