@@ -7,7 +7,8 @@
 //! - `status` prints no dangling ` - ` and exits 0 Healthy, 1 Degraded, 2 timeout, 3 not found;
 //! - `abort`/`retry`/`promote` with nothing to act on say so and exit 4;
 //! - `apply` of a Rollout alone resolves its AnalysisTemplate against what the daemon holds,
-//!   and the run shows in the tree under its revision.
+//!   and the run shows in the tree under its revision; a Rollout with `workloadRef` is
+//!   refused with its location.
 
 mod e2e;
 
@@ -262,6 +263,24 @@ fn a_rollout_applied_alone_uses_the_analysis_template_the_daemon_holds() {
     assert!(
         stderr(&out).contains("AnalysisTemplate `nope` not found")
             && stderr(&out).contains(&format!("{given}:")),
+        "{}",
+        stderr(&out)
+    );
+
+    // `workloadRef` has no Deployment to read on one host: refused where it is written.
+    let adopting = d.state_dir().join("adopting.yaml");
+    let start = rollout.find("  template:\n").unwrap_or(0);
+    let end = rollout.find("  strategy:\n").unwrap_or(0);
+    let reference = "  workloadRef: {apiVersion: apps/v1, kind: Deployment, name: api}\n";
+    let text = format!("{}{reference}{}", &rollout[..start], &rollout[end..]);
+    std::fs::write(&adopting, text).expect("write");
+    let given = adopting.to_str().unwrap_or_default();
+    let out = d.cli(&["apply", "-f", given]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("{given}:"))
+            && stderr(&out).contains("workloadRef applies only on Kubernetes")
+            && stderr(&out).contains("spec.template"),
         "{}",
         stderr(&out)
     );

@@ -34,6 +34,7 @@ impl RolloutBuilder {
                 match_labels: Some(labels.clone()),
                 ..LabelSelector::default()
             },
+            workload_ref: None,
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),

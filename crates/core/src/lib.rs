@@ -14,3 +14,4 @@ pub mod ops;
 pub mod plan;
 pub mod sim;
 pub mod traffic;
+pub mod workload;

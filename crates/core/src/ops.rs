@@ -107,6 +107,17 @@ pub fn nothing_to_act_on(rollout: &crate::api::Rollout, op: &Operation) -> Optio
         Operation::Retry if !status.abort => {
             Some(format!("nothing to retry: rollout is {phase}, not aborted"))
         }
+        // The template is the Deployment's: writing one into the Rollout would set both.
+        Operation::Undo { .. } if rollout.spec.workload_ref.is_some() => {
+            let deployment = rollout
+                .spec
+                .workload_ref
+                .as_ref()
+                .map_or("", |w| w.name.as_str());
+            Some(format!(
+                "undo does not apply to rollout {name}: its pod template comes from Deployment {deployment} (workloadRef); roll the Deployment's template back instead (`kubectl rollout undo deployment/{deployment}`), and the Rollout updates to it"
+            ))
+        }
         _ => None,
     }
 }
@@ -190,5 +201,22 @@ mod tests {
         }
         let not_yet = nothing_to_act_on(&rollout(Progressing, "b", false, false), &promote);
         assert!(not_yet.is_some_and(|m| m.contains("not paused yet") && m.contains("--full")));
+    }
+
+    #[test]
+    fn undo_of_a_rollout_adopting_a_deployment_points_at_the_deployment() {
+        let mut r = rollout(RolloutPhase::Healthy, "a", false, false);
+        r.spec.workload_ref = Some(crate::api::WorkloadRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            name: "web-deploy".into(),
+            scale_down: None,
+        });
+        let why = nothing_to_act_on(&r, &Operation::Undo { to_revision: None });
+        assert!(
+            why.as_deref()
+                .is_some_and(|w| w.contains("kubectl rollout undo deployment/web-deploy")),
+            "{why:?}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The controller's watch caches (kube-rs reflectors) of what a reconcile reads: ReplicaSets,
-//! pods, AnalysisRuns, Services, EndpointSlices, and for migrations Jobs and ConfigMaps. A reconcile reads them instead of listing,
+//! pods, AnalysisRuns, Services, EndpointSlices, for migrations Jobs and ConfigMaps, and for
+//! `workloadRef` Deployments. A reconcile reads them instead of listing,
 //! so its cost does not grow with API round trips, and each watch also triggers the Rollouts
 //! it concerns.
 //!
@@ -12,7 +13,7 @@ use std::sync::Arc;
 
 use cutover_core::api::{AnalysisRun, Rollout};
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{Job, JobStatus};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
@@ -49,6 +50,9 @@ pub struct Caches {
     pub jobs: Store<Job>,
     /// All ConfigMaps, keys only (a Rollout names the one holding its migration files).
     pub config_maps: Store<ConfigMap>,
+    /// All Deployments, replicas and cutover's annotations only (a Rollout may adopt one
+    /// through `spec.workloadRef`).
+    pub deployments: Store<Deployment>,
 }
 
 /// Write handles, consumed by [`Caches::streams`].
@@ -61,6 +65,7 @@ pub struct Writers {
     slices: Writer<DynamicObject>,
     jobs: Writer<Job>,
     config_maps: Writer<ConfigMap>,
+    deployments: Writer<Deployment>,
 }
 
 /// A watch stream that fills a cache and yields the objects it touched.
@@ -84,6 +89,8 @@ pub struct Streams {
     pub jobs: Touched<Job>,
     /// ConfigMaps.
     pub config_maps: Touched<ConfigMap>,
+    /// Deployments.
+    pub deployments: Touched<Deployment>,
 }
 
 impl Caches {
@@ -97,6 +104,7 @@ impl Caches {
         let slice_writer = Writer::new(slices.clone());
         let (jobs, job_writer) = reflector::store();
         let (config_maps, config_map_writer) = reflector::store();
+        let (deployments, deployment_writer) = reflector::store();
         let caches = Self {
             rollouts,
             replica_sets,
@@ -106,6 +114,7 @@ impl Caches {
             slices: slice_writer.as_reader(),
             jobs,
             config_maps,
+            deployments,
         };
         let writers = Writers {
             rollouts: rollout_writer,
@@ -116,6 +125,7 @@ impl Caches {
             slices: slice_writer,
             jobs: job_writer,
             config_maps: config_map_writer,
+            deployments: deployment_writer,
         };
         (caches, writers)
     }
@@ -132,6 +142,7 @@ impl Caches {
             self.slices.wait_until_ready(),
             self.jobs.wait_until_ready(),
             self.config_maps.wait_until_ready(),
+            self.deployments.wait_until_ready(),
         )
         .is_ok()
     }
@@ -190,6 +201,12 @@ impl Writers {
                 watcher::Config::default().any_semantic(),
                 prune_config_map,
                 self.config_maps,
+            ),
+            deployments: reflected(
+                scoped(client, ns),
+                watcher::Config::default().any_semantic(),
+                crate::workload::prune_deployment,
+                self.deployments,
             ),
         }
     }

@@ -236,6 +236,10 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
         tracing::debug!(rollout = %key, waiting_for = %unmet, "cache behind our last write");
         return Ok(Action::requeue(EXPECTATION_TIMEOUT));
     }
+    // With `workloadRef` the template is the referenced Deployment's, read fresh: the
+    // planner sees a Rollout like any other.
+    let (resolved, adopted) = crate::workload::resolve(&ctx.client, rollout, &ns).await?;
+    let rollout = &resolved;
     // Observation and planning make no API call: this is the controller's own work, timed
     // apart from the round trips.
     let local = ctx.metrics.local_timer();
@@ -311,6 +315,18 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::requeue(EXPECTATION_TIMEOUT));
     }
     publish_events(ctx, rollout, &plan, true).await;
+    if let Some(deployment) = &adopted {
+        crate::workload::scale(
+            &ctx.client,
+            rollout,
+            &ns,
+            deployment,
+            &plan.status,
+            &world.observed,
+        )
+        .await?;
+    }
+    crate::workload::release_unreferenced(&ctx.client, &ctx.caches, rollout, &ns).await?;
     ctx.metrics
         .observe_plan(&ns, &name, rollout.status.as_ref(), &plan);
     let mut requeue = plan
@@ -466,12 +482,16 @@ async fn publish_events(ctx: &Context, rollout: &Rollout, plan: &Plan, announce:
     }
 }
 
-/// The Rollout is being deleted: remove our selector key and managed-by annotation from both
-/// Services so they select all the app's pods again. Works whether or not `apply` ever ran.
+/// The Rollout is being deleted: give an adopted Deployment its replicas back, and remove our
+/// selector key and managed-by annotation from both Services so they select all the app's pods
+/// again. Works whether or not `apply` ever ran.
 async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
     let ns = rollout
         .namespace()
         .ok_or(Error::MissingField("namespace"))?;
+    // An adopted Deployment gets its replicas back first, so its pods are starting before
+    // the Rollout's go.
+    crate::workload::release_all(&ctx.client, &ctx.caches, rollout, &ns).await?;
     // Routes first: all traffic back on the stable revision before the Services select all
     // of the app's pods again.
     crate::traffic::restore(&ctx.client, &ns, rollout).await?;

@@ -25,6 +25,7 @@ pub mod ops;
 mod run;
 mod server;
 pub mod traffic;
+pub mod workload;
 
 pub use controller::{Config, Context, DataPlaneApis};
 pub use error::Error;

@@ -228,6 +228,23 @@ fn rollouts_migrating_from(
     })
 }
 
+/// The Rollouts in `ns` that adopt Deployment `deployment`, or that scaled it and may have to
+/// give its replicas back.
+fn rollouts_adopting(
+    store: &Store<Rollout>,
+    ns: Option<String>,
+    deployment: &k8s_openapi::api::apps::v1::Deployment,
+) -> Vec<ObjectRef<Rollout>> {
+    let name = deployment.name_any();
+    let holder = deployment
+        .annotations()
+        .get(crate::workload::ADOPTED_BY_ANNOTATION);
+    rollouts_where(store, ns, |r| {
+        r.spec.workload_ref.as_ref().is_some_and(|w| w.name == name)
+            || holder.is_some_and(|h| *h == r.name_any())
+    })
+}
+
 async fn controller_future(
     ctx: Arc<Context>,
     streams: Streams,
@@ -238,6 +255,7 @@ async fn controller_future(
     let store = controller.store();
     let by_service = store.clone();
     let by_config_map = store.clone();
+    let by_deployment = store.clone();
     controller
         .owns_stream(streams.replica_sets)
         .owns_stream(streams.runs)
@@ -251,6 +269,10 @@ async fn controller_future(
         .watches_stream(streams.pods, |pod| {
             let rollout = pod.labels().get(crate::ROLLOUT_LABEL)?;
             Some(ObjectRef::new(rollout).within(&pod.namespace()?))
+        })
+        // A template change in an adopted Deployment starts an update.
+        .watches_stream(streams.deployments, move |deployment| {
+            rollouts_adopting(&by_deployment, deployment.namespace(), &deployment)
         })
         .watches_stream(streams.services, move |svc| {
             rollouts_using(&by_service, svc.namespace(), &svc.name_any())

@@ -311,12 +311,17 @@ impl Scan<'_> {
                     "rewrite it as `blueGreen:` with `activeService:` (and `previewService:`), or keep this Rollout on Argo Rollouts",
                 );
             }
-            if json.pointer("/spec/workloadRef").is_some() {
-                self.refuse(
-                    spec.key("workloadRef"),
-                    "workloadRef is not supported: cutover needs the pod template in the Rollout".into(),
-                    "copy the referenced workload's selector and pod template into spec.selector and spec.template",
-                );
+            // workloadRef is kept as it is: the Kubernetes controller reads the template from
+            // the Deployment. Only a Deployment can be referenced.
+            if let Some(workload) = json.pointer("/spec/workloadRef") {
+                let kind = workload.get("kind").and_then(Value::as_str).unwrap_or("");
+                if kind != "Deployment" {
+                    self.refuse(
+                        spec.key("workloadRef").key("kind"),
+                        format!("workloadRef to a {kind:?} is not supported: cutover adopts Deployments only"),
+                        "point workloadRef at the Deployment, or copy the workload's selector and pod template into spec.selector and spec.template",
+                    );
+                }
             }
             return;
         }

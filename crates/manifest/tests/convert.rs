@@ -1,7 +1,8 @@
 //! `convert`: Argo Rollouts documents become cutover ones with only their apiVersion changed;
 //! what cutover cannot carry fails the conversion with a located reason.
 
-use cutover_manifest::{Source, convert, convert_all, load};
+use cutover_core::api::WorkloadScaleDown;
+use cutover_manifest::{Source, Target, convert, convert_all, load, load_for};
 use insta::assert_snapshot;
 
 fn example(name: &str) -> String {
@@ -66,23 +67,81 @@ fn canary_rollout_is_refused() {
     ));
 }
 
-#[test]
-fn workload_ref_is_refused() {
-    let text = "\
+/// An Argo Rollout adopting a Deployment, as Argo's migration guide writes it (no selector:
+/// the Deployment's is used).
+const WORKLOAD_REF_ROLLOUT: &str = "\
 apiVersion: argoproj.io/v1alpha1
 kind: Rollout
 metadata:
   name: web
 spec:
+  replicas: 3
   workloadRef:
     apiVersion: apps/v1
     kind: Deployment
     name: web
+    scaleDown: progressively
   strategy:
     blueGreen:
       activeService: web
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  selector:
+    app: web
+  ports:
+    - port: 80
 ";
-    assert_snapshot!(refused("rollout.yaml", text));
+
+#[test]
+fn workload_ref_is_kept_and_lints_clean_for_kubernetes() {
+    let out = match convert(&Source::new("rollout.yaml", WORKLOAD_REF_ROLLOUT)) {
+        Ok(out) => out,
+        Err(d) => panic!("{d}"),
+    };
+    assert_eq!(
+        out.text,
+        WORKLOAD_REF_ROLLOUT.replace("argoproj.io/v1alpha1", "cutover.dev/v1alpha1")
+    );
+    let sources = [Source::new("converted.yaml", out.text.as_str())];
+    let set = match load_for(&sources, Target::Kubernetes) {
+        Ok(set) => set,
+        Err(d) => panic!("{d}"),
+    };
+    assert!(set.warnings.is_empty(), "{}", set.warnings);
+    let rollout = set.rollout("web").map(|r| r.value.spec.clone());
+    let reference = rollout.and_then(|s| s.workload_ref);
+    assert_eq!(
+        reference.map(|w| (w.scale_down(), w.name)),
+        Some((WorkloadScaleDown::Progressively, "web".to_string()))
+    );
+}
+
+#[test]
+fn workload_ref_is_refused_on_one_host_with_its_location() {
+    let text = WORKLOAD_REF_ROLLOUT.replace("argoproj.io/v1alpha1", "cutover.dev/v1alpha1");
+    let sources = [Source::new("rollout.yaml", text.as_str())];
+    let diags = match load_for(&sources, Target::Local) {
+        Ok(_) => panic!("a workloadRef Rollout loaded for one host"),
+        Err(d) => d.to_string(),
+    };
+    assert!(diags.contains("rollout.yaml:7:3"), "{diags}");
+    assert!(
+        diags.contains("workloadRef applies only on Kubernetes"),
+        "{diags}"
+    );
+    assert!(diags.contains("spec.template"), "{diags}");
+}
+
+#[test]
+fn workload_ref_to_anything_but_a_deployment_is_refused() {
+    let text = WORKLOAD_REF_ROLLOUT.replace("kind: Deployment", "kind: ReplicaSet");
+    let diags = refused("rollout.yaml", &text);
+    assert!(diags.contains("rollout.yaml:9:5"), "{diags}");
+    assert!(diags.contains("cutover adopts Deployments only"), "{diags}");
 }
 
 #[test]

@@ -236,3 +236,56 @@ fn valid_traffic_routing_loads() {
     );
     assert_eq!(lint_rollout(&text), "ok");
 }
+
+const WORKLOAD_REF: &str = "  workloadRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: my-app
+    scaleDown: onsuccess
+";
+
+#[test]
+fn workload_ref_instead_of_a_template_loads() {
+    let start = ROLLOUT.find("  template:").unwrap_or(0);
+    let end = ROLLOUT.find("  strategy:").unwrap_or(0);
+    let text = format!("{}{WORKLOAD_REF}{}", &ROLLOUT[..start], &ROLLOUT[end..]);
+    assert_eq!(lint_rollout(&text), "ok");
+}
+
+#[test]
+fn template_and_workload_ref_together_are_refused_where_the_reference_is() {
+    let text = rollout_with("  strategy:\n", &format!("{WORKLOAD_REF}  strategy:\n"));
+    let out = lint_rollout(&text);
+    assert!(out.contains("rollout.yaml:19:3: spec.workloadRef"), "{out}");
+    assert!(
+        out.contains("set exactly one of spec.template and spec.workloadRef"),
+        "{out}"
+    );
+}
+
+#[test]
+fn neither_template_nor_workload_ref_is_refused() {
+    let start = ROLLOUT.find("  template:").unwrap_or(0);
+    let end = ROLLOUT.find("  strategy:").unwrap_or(0);
+    let text = format!("{}{}", &ROLLOUT[..start], &ROLLOUT[end..]);
+    let out = lint_rollout(&text);
+    assert!(
+        out.contains("rollout.yaml:") && out.contains("spec.template: required"),
+        "{out}"
+    );
+    assert!(out.contains("spec.workloadRef"), "{out}");
+}
+
+#[test]
+fn workload_ref_to_a_replica_set_is_refused_at_its_kind() {
+    let start = ROLLOUT.find("  template:").unwrap_or(0);
+    let end = ROLLOUT.find("  strategy:").unwrap_or(0);
+    let reference = WORKLOAD_REF.replace("kind: Deployment", "kind: ReplicaSet");
+    let text = format!("{}{reference}{}", &ROLLOUT[..start], &ROLLOUT[end..]);
+    let out = lint_rollout(&text);
+    assert!(
+        out.contains("rollout.yaml:13:5: spec.workloadRef.kind"),
+        "{out}"
+    );
+    assert!(out.contains("cutover adopts Deployments only"), "{out}");
+}

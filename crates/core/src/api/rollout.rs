@@ -80,15 +80,32 @@ pub const DEFAULT_ANALYSIS_RUN_HISTORY_LIMIT: i32 = 5;
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.template) != has(self.workloadRef)",
+    "message": "set exactly one of spec.template and spec.workloadRef"
+}, {
+    "rule": "has(self.selector) || has(self.workloadRef)",
+    "message": "spec.selector is required unless spec.workloadRef names a Deployment to take it from"
+}]))]
 pub struct RolloutSpec {
     /// Number of pods the active revision runs. Defaults to 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
-    /// Label selector of the Rollout's pods; must match the template's labels.
+    /// Label selector of the Rollout's pods; must match the template's labels. With
+    /// `workloadRef` it may be left out: the Deployment's selector is used.
+    #[serde(default, skip_serializing_if = "selector_is_unset")]
     pub selector: LabelSelector,
     /// Pod template of the desired revision. A change here starts a blue/green update.
+    /// Exactly one of `template` and `workloadRef` is set; with `workloadRef` the controller
+    /// fills this in from the referenced Deployment before planning.
+    #[serde(default, skip_serializing_if = "template_is_unset")]
     #[schemars(schema_with = "super::schema::preserve_unknown_object")]
     pub template: PodTemplateSpec,
+    /// Take the pod template from an existing Deployment instead of `template` (Kubernetes
+    /// only): a change of the Deployment's template starts an update, and the Deployment is
+    /// scaled down as `scaleDown` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload_ref: Option<WorkloadRef>,
     /// Seconds a pod must be ready before it counts as available.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_ready_seconds: Option<i32>,
@@ -119,6 +136,53 @@ pub struct RolloutSpec {
     /// starts, contract once the old one is gone (docs/migrations.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migrations: Option<super::RolloutMigrations>,
+}
+
+/// True when a spec carries no template of its own (`workloadRef` names where it comes from).
+pub fn template_is_unset(template: &PodTemplateSpec) -> bool {
+    template.metadata.is_none() && template.spec.is_none()
+}
+
+/// True when a spec names no selector of its own (`workloadRef` names where it comes from).
+pub fn selector_is_unset(selector: &LabelSelector) -> bool {
+    selector.match_labels.is_none() && selector.match_expressions.is_none()
+}
+
+/// `spec.workloadRef`: the Deployment whose pod template the Rollout runs, as in Argo Rollouts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadRef {
+    /// `apps/v1`.
+    #[schemars(extend("enum" = ["apps/v1"]))]
+    pub api_version: String,
+    /// `Deployment`.
+    #[schemars(extend("enum" = ["Deployment"]))]
+    pub kind: String,
+    /// Name of the Deployment, in the Rollout's namespace.
+    pub name: String,
+    /// What becomes of the Deployment's own pods. Defaults to `never`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down: Option<WorkloadScaleDown>,
+}
+
+/// `workloadRef.scaleDown`: how the referenced Deployment gives way to the Rollout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadScaleDown {
+    /// The Deployment keeps its replicas (users scale it down themselves).
+    #[default]
+    Never,
+    /// The Deployment goes to zero once the Rollout is Healthy.
+    OnSuccess,
+    /// The Deployment loses one pod for each pod of the Rollout that becomes available.
+    Progressively,
+}
+
+impl WorkloadRef {
+    /// The scale-down mode, defaulted.
+    pub fn scale_down(&self) -> WorkloadScaleDown {
+        self.scale_down.unwrap_or_default()
+    }
 }
 
 /// `spec.rollbackWindow`.

@@ -40,6 +40,9 @@ pub enum SpecProblem {
     PreviewEqualsActive(String),
     /// A Service the strategy names does not exist.
     ServiceNotFound(String),
+    /// `workloadRef` names a Deployment the adapter could not read a pod template from (it
+    /// does not exist).
+    WorkloadNotFound(String),
 }
 
 /// Why the switch waits.
@@ -242,6 +245,10 @@ impl fmt::Display for SpecProblem {
                 "previewService and activeService are both {name:?}: the preview needs its own Service"
             ),
             Self::ServiceNotFound(name) => write!(f, "service {name:?} not found: create it"),
+            Self::WorkloadNotFound(name) => write!(
+                f,
+                "spec.workloadRef: Deployment {name:?} not found in the Rollout's namespace: create it, or give the Rollout a spec.template instead"
+            ),
         }
     }
 }

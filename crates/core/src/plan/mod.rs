@@ -139,6 +139,13 @@ impl<'a> Planner<'a> {
         if bg.preview_service.as_deref() == Some(bg.active_service.as_str()) {
             return Some(SpecProblem::PreviewEqualsActive(bg.active_service.clone()));
         }
+        // The adapter fills the template in from the referenced Deployment; still empty
+        // means there was none to read.
+        if let Some(workload) = &self.spec().workload_ref
+            && crate::api::template_is_unset(&self.spec().template)
+        {
+            return Some(SpecProblem::WorkloadNotFound(workload.name.clone()));
+        }
         if self.observed.active_service.is_none() {
             return Some(SpecProblem::ServiceNotFound(bg.active_service.clone()));
         }

@@ -280,6 +280,14 @@ impl Drop for KubeEnv {
     }
 }
 
+/// Sends the controller's logs to the test output, filtered by `RUST_LOG`.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 /// Runs the controller in-process, watching namespace `ns`, until the task is aborted.
 pub fn start_controller(client: &Client, ns: &str) -> tokio::task::JoinHandle<()> {
     start_controller_with(client, ns, |_| {})

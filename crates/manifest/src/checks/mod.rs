@@ -42,8 +42,11 @@ pub(crate) fn check(set: &ManifestSet, target: Target, diags: &mut Diagnostics) 
             traffic::check_routers(set, r, target, d);
             migrations::check(r, d);
             rollout::check_names(r, d);
-            let template = FieldPath::parse("spec.template");
-            pod::check_template(r, &template, &r.value.spec.template, pod::Owner::Rollout, d);
+            // With workloadRef the template is the Deployment's, checked by the API server.
+            if !cutover_core::api::template_is_unset(&r.value.spec.template) {
+                let template = FieldPath::parse("spec.template");
+                pod::check_template(r, &template, &r.value.spec.template, pod::Owner::Rollout, d);
+            }
             backend::check_rollout(r, target, d);
         });
     }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use cutover_core::api::{
     AnalysisRunArgument, DEFAULT_REVISION_HISTORY_LIMIT, Rollout, RolloutAnalysis,
+    template_is_unset,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
@@ -127,22 +128,69 @@ pub(super) fn check(set: &ManifestSet, r: &Located<Rollout>, diags: &mut Diagnos
         ));
     }
 
-    // Pod template.
-    let labels = spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.clone())
-        .unwrap_or_default();
-    if let Some((message, help)) = check_selector(&spec.selector, &labels) {
-        diags.push(err(&FieldPath::parse("spec.selector"), message, help));
+    // Pod template: exactly one of `template` and `workloadRef`.
+    let has_template = !template_is_unset(&spec.template);
+    match (&spec.workload_ref, has_template) {
+        (Some(_), true) => diags.push(err(
+            &FieldPath::parse("spec.workloadRef"),
+            "set exactly one of spec.template and spec.workloadRef: both are set".into(),
+            "remove spec.template (the pod template comes from the referenced Deployment), or remove workloadRef".into(),
+        )),
+        (None, false) => {
+            let path = FieldPath::parse("spec.template");
+            diags.push(
+                Diagnostic::error(&r.file, r.locate_missing(&path), path.clone(), "required")
+                    .with_help("add the pod template, or spec.workloadRef to take it from an existing Deployment"),
+            );
+        }
+        _ => {}
     }
-    if spec.template.spec.is_none() {
-        let path = FieldPath::parse("spec.template.spec");
-        diags.push(
-            Diagnostic::error(&r.file, r.locate_missing(&path), path.clone(), "required")
-                .with_help("add the pod spec (containers) under template"),
-        );
+    if has_template {
+        let labels = spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        if let Some((message, help)) = check_selector(&spec.selector, &labels) {
+            diags.push(err(&FieldPath::parse("spec.selector"), message, help));
+        }
+        if spec.template.spec.is_none() {
+            let path = FieldPath::parse("spec.template.spec");
+            diags.push(
+                Diagnostic::error(&r.file, r.locate_missing(&path), path.clone(), "required")
+                    .with_help("add the pod spec (containers) under template"),
+            );
+        }
+    } else if spec.workload_ref.is_none() && selector_is_empty(&spec.selector) {
+        // Neither a template nor a reference (reported above): the selector is missing too.
+        diags.push(err(
+            &FieldPath::parse("spec.selector"),
+            "must not be empty".into(),
+            "add matchLabels that the pod template's labels carry, e.g. `app: <name>`".into(),
+        ));
+    }
+    if let Some(workload) = &spec.workload_ref {
+        let fields = [
+            ("kind", workload.kind.as_str(), "Deployment"),
+            ("apiVersion", workload.api_version.as_str(), "apps/v1"),
+        ];
+        for (field, given, wanted) in fields {
+            if given != wanted {
+                diags.push(err(
+                    &FieldPath::parse("spec.workloadRef").key(field),
+                    format!("must be `{wanted}`, got `{given}`: cutover adopts Deployments only"),
+                    format!("set `{field}: {wanted}` and name a Deployment, or give the Rollout a spec.template"),
+                ));
+            }
+        }
+        if workload.name.trim().is_empty() {
+            diags.push(err(
+                &FieldPath::parse("spec.workloadRef.name"),
+                "required".into(),
+                "name the Deployment whose pod template the Rollout runs".into(),
+            ));
+        }
     }
 
     // Analysis.
@@ -255,6 +303,18 @@ fn service_exists(
     }
 }
 
+/// A selector with neither matchLabels nor matchExpressions.
+fn selector_is_empty(selector: &LabelSelector) -> bool {
+    selector
+        .match_labels
+        .as_ref()
+        .is_none_or(BTreeMap::is_empty)
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(Vec::is_empty)
+}
+
 /// Whether `selector` selects pods with `labels`; on failure, the message and fix.
 fn check_selector(
     selector: &LabelSelector,
@@ -262,7 +322,7 @@ fn check_selector(
 ) -> Option<(String, String)> {
     let match_labels = selector.match_labels.clone().unwrap_or_default();
     let expressions = selector.match_expressions.clone().unwrap_or_default();
-    if match_labels.is_empty() && expressions.is_empty() {
+    if selector_is_empty(selector) {
         return Some((
             "must not be empty".into(),
             "add matchLabels that the pod template's labels carry, e.g. `app: <name>`".into(),
