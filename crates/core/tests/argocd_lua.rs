@@ -7,10 +7,10 @@ mod gitops;
 use std::path::{Path, PathBuf};
 
 use cutover_core::api::Rollout;
-use cutover_core::ops::{Operation, nothing_to_act_on};
+use cutover_core::ops::{Operation, merge_patches, nothing_to_act_on};
 use gitops::fixture_dir;
 use gitops::lua::{interpreter, merge_patch, normalised, run, scripts_dir};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Argo CD's verdict for each fixture, and words its message must hold.
 const HEALTH: &[(&str, &str, &str)] = &[
@@ -105,26 +105,8 @@ fn actions_are_offered_as_the_cli_would_act() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// What `cutover <op>` patches on Kubernetes (crates/kube/src/ops.rs): the status patch and
-/// the spec patch, both JSON merge patches.
-fn cli_patches(op: &Operation, obj: &Value) -> (Value, Value) {
-    let unpause = if obj["spec"]["paused"] == true {
-        json!({ "paused": null })
-    } else {
-        json!({})
-    };
-    match op {
-        Operation::Promote { full: false } => (json!({ "pauseConditions": null }), unpause),
-        Operation::Promote { full: true } => (
-            json!({ "pauseConditions": null, "promoteFull": true }),
-            unpause,
-        ),
-        Operation::Abort => (json!({ "abort": true }), json!({})),
-        Operation::Retry => (json!({ "abort": null }), json!({})),
-        Operation::Restart => (json!({}), json!({ "restartAt": "RESTART-TIME" })),
-        other => panic!("no Argo CD action for {other:?}"),
-    }
-}
+/// The clock's time stands in as this in both the action's and the CLI's result.
+const RESTART_TIME: &str = "2026-01-01T00:00:00Z";
 
 fn apply_action(lua: &Path, dir: &Path, action: &str, obj: &Value) -> Value {
     let script = scripts_dir().join(format!("actions/{action}/action.lua"));
@@ -136,7 +118,7 @@ fn apply_action(lua: &Path, dir: &Path, action: &str, obj: &Value) -> Value {
             text.parse::<jiff::Timestamp>().is_ok(),
             "restartAt {text:?}"
         );
-        *at = "RESTART-TIME".into();
+        *at = RESTART_TIME.into();
     }
     out
 }
@@ -157,12 +139,13 @@ fn actions_change_the_rollout_as_the_cli_does() {
             if nothing_to_act_on(&rollout, op).is_some() && *action != "restart" {
                 continue;
             }
-            let (status_patch, spec_patch) = cli_patches(op, &obj);
+            // What `cutover <op>` patches on Kubernetes (crates/kube/src/ops.rs).
+            let patches = merge_patches(&rollout, op, RESTART_TIME.parse().expect("a time"))
+                .expect("a merge-patch operation");
             let mut expected = obj.clone();
-            merge_patch(
-                &mut expected,
-                &json!({ "status": status_patch, "spec": spec_patch }),
-            );
+            for patch in [patches.status, patches.spec].into_iter().flatten() {
+                merge_patch(&mut expected, &patch);
+            }
             let actual = apply_action(&lua, &dir, action, &obj);
             assert_eq!(
                 normalised(&actual),
