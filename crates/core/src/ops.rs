@@ -39,6 +39,64 @@ pub enum Operation {
     },
 }
 
+/// The JSON merge patches an operation makes on Kubernetes: one on the status subresource and
+/// one on the object. Argo CD's actions (deploy/argocd) are tested against them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MergePatches {
+    /// `{"status": …}`, sent to the status subresource.
+    pub status: Option<serde_json::Value>,
+    /// `{"spec": …}`, sent to the object.
+    pub spec: Option<serde_json::Value>,
+}
+
+/// The merge patches of `op` on `rollout` at `now`; `None` for the operations that are not a
+/// merge patch (undo and set image replace the pod template).
+pub fn merge_patches(
+    rollout: &crate::api::Rollout,
+    op: &Operation,
+    now: jiff::Timestamp,
+) -> Option<MergePatches> {
+    use serde_json::json;
+    let spec = |body: serde_json::Value| Some(json!({ "spec": body }));
+    let status = |body: serde_json::Value| Some(json!({ "status": body }));
+    let patches = match op {
+        Operation::Promote { full } => {
+            let mut body = json!({ "pauseConditions": null });
+            if *full {
+                body["promoteFull"] = json!(true);
+            }
+            MergePatches {
+                status: status(body),
+                // Only a manual pause is lifted; an unpaused spec is left alone.
+                spec: (rollout.spec.paused == Some(true))
+                    .then(|| json!({ "spec": { "paused": null } })),
+            }
+        }
+        Operation::Abort => MergePatches {
+            status: status(json!({ "abort": true })),
+            spec: None,
+        },
+        Operation::Retry => MergePatches {
+            status: status(json!({ "abort": null })),
+            spec: None,
+        },
+        Operation::Pause => MergePatches {
+            status: None,
+            spec: spec(json!({ "paused": true })),
+        },
+        Operation::Resume => MergePatches {
+            status: None,
+            spec: spec(json!({ "paused": null })),
+        },
+        Operation::Restart => MergePatches {
+            status: None,
+            spec: spec(json!({ "restartAt": now.to_string() })),
+        },
+        Operation::Undo { .. } | Operation::SetImage { .. } => return None,
+    };
+    Some(patches)
+}
+
 /// Sets the image of the container named `container` (every container for `*`) in a rollout's
 /// pod template. The error names the containers there are.
 pub fn set_image(

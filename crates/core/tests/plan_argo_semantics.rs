@@ -272,7 +272,10 @@ fn progress_deadline_abort_has_argos_conditions_and_one_abort_event() {
             ConditionType::Available,
             ConditionType::Completed,
             ConditionType::Healthy,
-            ConditionType::Progressing
+            ConditionType::Progressing,
+            // kstatus's, beside Argo's: Degraded is Stalled and not Ready.
+            ConditionType::Ready,
+            ConditionType::Stalled,
         ],
         "never paused: no Paused condition"
     );

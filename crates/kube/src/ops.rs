@@ -84,41 +84,26 @@ pub async fn operate(
                 .map_err(api_err(what))
         }
     };
+    // The same merge patches Argo CD's actions make (deploy/argocd): status first, so a
+    // promote releases the pause before a manual pause in the spec goes.
+    if let Some(patches) = cutover_core::ops::merge_patches(&rollout, op, Timestamp::now()) {
+        if let Some(body) = patches.status {
+            status_patch(body).await?;
+        }
+        if let Some(body) = patches.spec {
+            spec_patch(body).await?;
+        }
+    }
     match op {
-        Operation::Promote { full } => {
-            let mut status = json!({ "pauseConditions": null });
-            if *full {
-                status["promoteFull"] = json!(true);
-            }
-            status_patch(json!({ "status": status })).await?;
-            if rollout.spec.paused == Some(true) {
-                spec_patch(json!({ "spec": { "paused": null } })).await?;
-            }
-            Ok(format!(
-                "rollout '{name}' promoted{}",
-                if *full { " (full)" } else { "" }
-            ))
-        }
-        Operation::Abort => {
-            status_patch(json!({ "status": { "abort": true } })).await?;
-            Ok(format!("rollout '{name}' aborted"))
-        }
-        Operation::Retry => {
-            status_patch(json!({ "status": { "abort": null } })).await?;
-            Ok(format!("rollout '{name}' retried"))
-        }
-        Operation::Pause => {
-            spec_patch(json!({ "spec": { "paused": true } })).await?;
-            Ok(format!("rollout '{name}' paused"))
-        }
-        Operation::Resume => {
-            spec_patch(json!({ "spec": { "paused": null } })).await?;
-            Ok(format!("rollout '{name}' resumed"))
-        }
-        Operation::Restart => {
-            spec_patch(json!({ "spec": { "restartAt": Timestamp::now().to_string() } })).await?;
-            Ok(format!("rollout '{name}' restarts"))
-        }
+        Operation::Promote { full } => Ok(format!(
+            "rollout '{name}' promoted{}",
+            if *full { " (full)" } else { "" }
+        )),
+        Operation::Abort => Ok(format!("rollout '{name}' aborted")),
+        Operation::Retry => Ok(format!("rollout '{name}' retried")),
+        Operation::Pause => Ok(format!("rollout '{name}' paused")),
+        Operation::Resume => Ok(format!("rollout '{name}' resumed")),
+        Operation::Restart => Ok(format!("rollout '{name}' restarts")),
         Operation::SetImage { container, image } => {
             let mut template = rollout.spec.template.clone();
             cutover_core::ops::set_image(&mut template, container, image, name)

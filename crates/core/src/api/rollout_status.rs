@@ -255,6 +255,15 @@ pub enum ConditionType {
     /// permission); the message is the API server's. Set and cleared by the Kubernetes
     /// controller, not by the planner.
     ReplicaFailure,
+    /// kstatus's summary (Flux and other GitOps tools read it): True when nothing is in flight
+    /// and nothing failed.
+    Ready,
+    /// kstatus's "work in flight": present and True while an update or scale advances or waits
+    /// for a promotion; absent otherwise.
+    Reconciling,
+    /// kstatus's "cannot make progress without help": present and True while the rollout is
+    /// Degraded (aborted, invalid spec, past its progress deadline, blocked); absent otherwise.
+    Stalled,
 }
 
 /// Status of a condition.

@@ -12,6 +12,7 @@ pub(super) fn finalize(p: &mut Planner<'_>, decision: &Decision) {
     let deadline_exceeded = progress_deadline(p, decision);
     conditions(p, decision, deadline_exceeded);
     phase(p, decision, deadline_exceeded);
+    kstatus_conditions(p);
     super::duration::update(p);
 }
 
@@ -146,30 +147,10 @@ fn conditions(p: &mut Planner<'_>, decision: &Decision, deadline_exceeded: bool)
         (ConditionStatus::True, decision.reason())
     };
     let message = decision.to_string();
-    let now = p.now;
     let before = p.before;
+    let available_replicas = p.status.available_replicas;
     let mut set = |type_: ConditionType, status: ConditionStatus, reason: &str, message: &str| {
-        let prior = before.condition(type_);
-        let flipped = prior.is_none_or(|c| c.status != status);
-        let transition = if flipped {
-            Some(Time(now))
-        } else {
-            prior.and_then(|c| c.last_transition_time.clone())
-        };
-        let slot = p.status.conditions.iter_mut().find(|c| c.type_ == type_);
-        let last_update_time = slot.as_ref().and_then(|c| c.last_update_time.clone());
-        let condition = RolloutCondition {
-            type_,
-            status,
-            reason: reason.to_string(),
-            message: (!message.is_empty()).then(|| message.to_string()),
-            last_transition_time: transition,
-            last_update_time,
-        };
-        match slot {
-            Some(c) => *c = condition,
-            None => p.status.conditions.push(condition),
-        }
+        set_condition(p, type_, status, reason, message);
     };
     set(
         ConditionType::Progressing,
@@ -185,10 +166,7 @@ fn conditions(p: &mut Planner<'_>, decision: &Decision, deadline_exceeded: bool)
         } else {
             "NotAvailable"
         },
-        &format!(
-            "{} of {replicas} active pods available",
-            p.status.available_replicas
-        ),
+        &format!("{available_replicas} of {replicas} active pods available"),
     );
     // As Argo: a rollout that never paused has no Paused condition; one that did says when
     // it resumed.
@@ -247,6 +225,37 @@ fn conditions(p: &mut Planner<'_>, decision: &Decision, deadline_exceeded: bool)
     p.status.conditions.sort_by_key(|c| c.type_ as u8);
 }
 
+/// Writes one condition; its transition time moves only when its status flips.
+fn set_condition(
+    p: &mut Planner<'_>,
+    type_: ConditionType,
+    status: ConditionStatus,
+    reason: &str,
+    message: &str,
+) {
+    let prior = p.before.condition(type_);
+    let flipped = prior.is_none_or(|c| c.status != status);
+    let transition = if flipped {
+        Some(Time(p.now))
+    } else {
+        prior.and_then(|c| c.last_transition_time.clone())
+    };
+    let slot = p.status.conditions.iter_mut().find(|c| c.type_ == type_);
+    let last_update_time = slot.as_ref().and_then(|c| c.last_update_time.clone());
+    let condition = RolloutCondition {
+        type_,
+        status,
+        reason: reason.to_string(),
+        message: (!message.is_empty()).then(|| message.to_string()),
+        last_transition_time: transition,
+        last_update_time,
+    };
+    match slot {
+        Some(c) => *c = condition,
+        None => p.status.conditions.push(condition),
+    }
+}
+
 fn bool_status(b: bool) -> ConditionStatus {
     if b {
         ConditionStatus::True
@@ -290,4 +299,71 @@ fn phase(p: &mut Planner<'_>, decision: &Decision, deadline_exceeded: bool) {
     };
     p.status.phase = Some(phase);
     p.status.message = (!message.is_empty()).then_some(message);
+}
+
+/// Ready, Reconciling and Stalled, the conditions kstatus (Flux, and other tools that wait for
+/// applied objects) reads, derived from the phase so that they can never disagree with it:
+/// Degraded is Stalled; Progressing, and Paused with an update in flight, are Reconciling
+/// (the spec is not realised yet: a promotion is due), and so is a Healthy rollout whose
+/// active revision has fewer available pods than asked (a scale-up under way); otherwise the
+/// rollout is Ready. As
+/// kstatus's convention asks, Reconciling and Stalled are removed when they do not hold.
+fn kstatus_conditions(p: &mut Planner<'_>) {
+    let phase = p.status.phase.unwrap_or(RolloutPhase::Progressing);
+    let in_flight = p.status.stable_rs.as_deref() != Some(p.current_hash.as_str());
+    let replicas = p.spec().replicas();
+    let short_of_pods = p.status.available_replicas < replicas;
+    let message = match p.status.message.clone() {
+        Some(m) => m,
+        None if short_of_pods => format!(
+            "{} of {replicas} active pods available",
+            p.status.available_replicas
+        ),
+        None => String::new(),
+    };
+    // The phase message starts with its reason for Degraded ("RolloutAborted: ...").
+    let reason = message
+        .split_once(':')
+        .map_or(format!("{phase:?}"), |(r, _)| r.to_string());
+    let stalled = phase == RolloutPhase::Degraded;
+    let reconciling = match phase {
+        RolloutPhase::Progressing => true,
+        RolloutPhase::Paused => in_flight,
+        RolloutPhase::Healthy => short_of_pods,
+        RolloutPhase::Degraded => false,
+    };
+    let keep = |p: &mut Planner<'_>, type_: ConditionType, holds: bool, reason: &str| {
+        if holds {
+            set_condition(p, type_, ConditionStatus::True, reason, &message);
+        } else {
+            p.status.conditions.retain(|c| c.type_ != type_);
+        }
+    };
+    keep(p, ConditionType::Stalled, stalled, &reason);
+    let reconciling_reason = match phase {
+        RolloutPhase::Healthy => "ScalingUp".to_string(),
+        other => format!("{other:?}"),
+    };
+    keep(
+        p,
+        ConditionType::Reconciling,
+        reconciling,
+        &reconciling_reason,
+    );
+    let ready = !stalled && !reconciling;
+    let (ready_reason, ready_message) = if ready {
+        ("RolloutReady", String::new())
+    } else if stalled {
+        (reason.as_str(), message.clone())
+    } else {
+        ("RolloutInProgress", message.clone())
+    };
+    set_condition(
+        p,
+        ConditionType::Ready,
+        bool_status(ready),
+        ready_reason,
+        &ready_message,
+    );
+    p.status.conditions.sort_by_key(|c| c.type_ as u8);
 }
