@@ -366,10 +366,12 @@ pub(super) async fn restore(
     };
     let status = rollout.status.clone().unwrap_or_default();
     let stable = status.stable_rs.or(status.blue_green.active_selector);
-    let on_preview = stable.is_some() && o.hashes[1] == stable && o.hashes[0] != stable;
+    let Some(weights) = restored_weights(&o.hashes, stable.as_deref()) else {
+        return Ok(());
+    };
     let split = Split {
         hashes: [None, None],
-        weights: if on_preview { [0, 100] } else { [100, 0] },
+        weights,
         header_routes: Vec::new(),
         mirror: None,
     };
@@ -392,4 +394,31 @@ pub(super) async fn restore(
         .await?;
     }
     Ok(())
+}
+
+/// The weights that leave all traffic on the stable revision's subset when a Rollout lets go of
+/// its routes, from the revision labels the subsets carry now. None when no subset carries one:
+/// an earlier pass of the cleanup already restored the routes and unlabelled the subsets (a
+/// deletion is often reconciled twice, from a cache that still shows the finalizer), and
+/// deciding again without labels would move all traffic to the first subset.
+fn restored_weights(hashes: &[Option<String>; 2], stable: Option<&str>) -> Option<[u32; 2]> {
+    if hashes.iter().all(Option::is_none) {
+        return None;
+    }
+    let [first, second] = hashes.each_ref().map(Option::as_deref);
+    let on_second = stable.is_some() && second == stable && first != stable;
+    Some(if on_second { [0, 100] } else { [100, 0] })
+}
+
+#[cfg(test)]
+mod restore_tests {
+    use super::restored_weights;
+
+    #[test]
+    fn traffic_stays_on_the_stable_subset_and_a_second_cleanup_changes_nothing() {
+        let labelled = [Some("h3".to_string()), Some("h2".to_string())];
+        assert_eq!(restored_weights(&labelled, Some("h2")), Some([0, 100]));
+        assert_eq!(restored_weights(&labelled, Some("h3")), Some([100, 0]));
+        assert_eq!(restored_weights(&[None, None], Some("h2")), None);
+    }
 }
