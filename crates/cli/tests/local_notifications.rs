@@ -1,6 +1,8 @@
 //! Notifications on one host, with a real daemon and a real HTTP receiver on 127.0.0.1: each
 //! trigger of an update, a pause and a promotion arrives once with the right payload and a
-//! valid signature; a receiver that is down gets retries and the rollout does not wait for it.
+//! valid signature; so do the triggers of an abort, a failed analysis and a progress deadline,
+//! without changing what the rollout does; a receiver that is down gets retries and the rollout
+//! does not wait for it.
 
 mod e2e;
 #[path = "../../notify/tests/receiver/mod.rs"]
@@ -11,18 +13,27 @@ use std::time::Duration;
 
 use cutover_notify::message::signature;
 use e2e::*;
-use receiver::{Receiver, triggers_of};
+use receiver::{Received, Receiver, triggers_of};
 
 const KEY: &str = "hmac-key-for-tests";
 
 /// A configuration sending every trigger to one signed webhook, whose URL and key come from
 /// the daemon's environment.
 fn config_file(dir: &std::path::Path, backoff_millis: u64) -> String {
+    config_file_for(
+        dir,
+        backoff_millis,
+        "on-update-started, on-paused, on-switch-verified, on-completed, on-aborted, on-degraded",
+    )
+}
+
+/// Like [`config_file`], subscribing `ops` to the comma-separated `triggers` only.
+fn config_file_for(dir: &std::path::Path, backoff_millis: u64, triggers: &str) -> String {
     let path = dir.join("notifications.yaml");
     std::fs::write(
         &path,
         format!(
-            "apiVersion: cutover.dev/v1alpha1\nkind: NotificationConfig\nservices:\n  ops: {{webhook: {{url: $HOOK_URL, signingSecret: $HOOK_KEY}}}}\nsubscriptions:\n  - triggers: [on-update-started, on-paused, on-switch-verified, on-completed, on-aborted, on-degraded]\n    service: ops\ndelivery: {{initialBackoffMillis: {backoff_millis}, maxBackoffMillis: {backoff_millis}, maxAttempts: 1000}}\n"
+            "apiVersion: cutover.dev/v1alpha1\nkind: NotificationConfig\nservices:\n  ops: {{webhook: {{url: $HOOK_URL, signingSecret: $HOOK_KEY}}}}\nsubscriptions:\n  - triggers: [{triggers}]\n    service: ops\ndelivery: {{initialBackoffMillis: {backoff_millis}, maxBackoffMillis: {backoff_millis}, maxAttempts: 1000}}\n"
         ),
     )
     .expect("write config");
@@ -124,6 +135,167 @@ fn each_trigger_of_an_update_arrives_once_signed_with_its_payload() {
         all.len() as u64
     );
     assert_eq!(metric(&d, "cutover_notifications_dropped_total"), 0);
+}
+
+/// A daemon running `manifest` with every delivery of `triggers` going to `hook`.
+fn daemon_notifying(
+    hook: &Receiver,
+    config_dir: &std::path::Path,
+    triggers: &str,
+    manifest: &str,
+) -> Daemon {
+    let config = config_file_for(config_dir, 100, triggers);
+    let url = hook.url();
+    Daemon::start_opts(
+        manifest,
+        &[("HOOK_URL", &url), ("HOOK_KEY", KEY)],
+        &["--notifications", &config],
+        None,
+    )
+}
+
+/// The only delivery of `trigger` for `revision`; fails if there is none or more than one.
+fn only_delivery(all: &[Received], trigger: &str, revision: i64) -> serde_json::Value {
+    let matching: Vec<&Received> = all
+        .iter()
+        .filter(|r| r.body["trigger"] == trigger && r.body["revision"] == revision)
+        .collect();
+    assert_eq!(
+        matching.len(),
+        1,
+        "{trigger} of revision {revision} must arrive exactly once: {all:#?}"
+    );
+    for r in &matching {
+        assert_eq!(r.headers["x-cutover-signature"], signature(KEY, &r.raw));
+    }
+    matching[0].body.clone()
+}
+
+/// Keeps the daemon passing for a while so that a repeated delivery would have time to arrive.
+fn let_passes_run(d: &Daemon, name: &str) {
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(100));
+        d.view(name);
+    }
+}
+
+#[test]
+fn an_abort_during_a_paused_update_is_notified_once_and_active_stays_on_stable() {
+    let hook = Receiver::start(0);
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    let (services, _, _) = services("abrt");
+    let rollout = demo_rollout("abrt", 1, "      autoPromotionEnabled: false\n", "");
+    let d = daemon_notifying(
+        &hook,
+        config_dir.path(),
+        "on-paused, on-aborted, on-completed",
+        &format!("{services}{rollout}"),
+    );
+    d.wait_healthy_on("abrt", "demo:v1");
+    d.ok(&["set", "image", "abrt", "app=demo:v2"]);
+    hook.wait("on-paused of revision 2", |all| {
+        triggers_of(all, 2).contains_key("on-paused")
+    });
+    d.ok(&["abort", "abrt"]);
+    hook.wait("on-aborted of revision 2", |all| {
+        triggers_of(all, 2).contains_key("on-aborted")
+    });
+    let v = d.wait("abrt", "aborted", |v| {
+        v["rollout"]["status"]["abort"] == true
+    });
+    assert_eq!(image_behind(&v, "abrt-active"), "demo:v1", "{v}");
+    let_passes_run(&d, "abrt");
+    let all = hook.all();
+    let aborted = only_delivery(&all, "on-aborted", 2);
+    assert_eq!(aborted["reason"], "RolloutAborted", "{aborted}");
+    assert_eq!(aborted["phase"], phase(&v), "{aborted}");
+    assert_eq!(aborted["rollout"], "abrt", "{aborted}");
+    assert_eq!(aborted["images"][0], "demo:v2", "{aborted}");
+    assert!(
+        !triggers_of(&all, 2).contains_key("on-completed"),
+        "an aborted update is not completed: {all:#?}"
+    );
+    assert_eq!(image_behind(&d.view("abrt"), "abrt-active"), "demo:v1");
+}
+
+#[test]
+fn a_failed_pre_promotion_analysis_is_notified_once_and_v2_is_not_promoted() {
+    let hook = Receiver::start(0);
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    let (services, _, _) = services("anf");
+    let template = format!(
+        "---\napiVersion: cutover.dev/v1alpha1\nkind: AnalysisTemplate\nmetadata: {{name: never-ok}}\nspec:\n  metrics:\n    - name: ok\n      successCondition: \"result == true\"\n      provider:\n        web: {{url: \"http://{}/\", jsonPath: \"{{$.ok}}\"}}\n",
+        argo::json_server(r#"{"ok":false}"#)
+    );
+    let analysis = "      prePromotionAnalysis:\n        templates: [{templateName: never-ok}]\n";
+    let rollout = demo_rollout("anf", 1, analysis, "");
+    let d = daemon_notifying(
+        &hook,
+        config_dir.path(),
+        "on-analysis-failed, on-aborted, on-completed",
+        &format!("{services}{template}{rollout}"),
+    );
+    d.wait_healthy_on("anf", "demo:v1");
+    d.ok(&["set", "image", "anf", "app=demo:v2"]);
+    hook.wait("on-analysis-failed of revision 2", |all| {
+        triggers_of(all, 2).contains_key("on-analysis-failed")
+    });
+    let v = d.wait("anf", "aborted by the analysis", |v| {
+        v["rollout"]["status"]["abort"] == true
+    });
+    let_passes_run(&d, "anf");
+    let all = hook.all();
+    let failed = only_delivery(&all, "on-analysis-failed", 2);
+    assert_eq!(failed["reason"], "AnalysisRunFailed", "{failed}");
+    assert_eq!(failed["rollout"], "anf", "{failed}");
+    assert!(
+        failed["phase"].as_str().is_some_and(|p| !p.is_empty()),
+        "{failed}"
+    );
+    assert!(
+        !triggers_of(&all, 2).contains_key("on-completed"),
+        "v2 must not be promoted: {all:#?}"
+    );
+    assert_eq!(image_behind(&v, "anf-active"), "demo:v1", "{v}");
+    assert_eq!(image_behind(&d.view("anf"), "anf-active"), "demo:v1");
+}
+
+#[test]
+fn a_progress_deadline_is_notified_once_as_degraded_with_its_reason() {
+    let hook = Receiver::start(0);
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    let (services, _, _) = services("dgr");
+    let rollout = demo_rollout("dgr", 1, "", "").replace(
+        "  replicas: 1\n",
+        "  replicas: 1\n  progressDeadlineSeconds: 3\n",
+    );
+    let d = daemon_notifying(
+        &hook,
+        config_dir.path(),
+        "on-degraded, on-completed",
+        &format!("{services}{rollout}"),
+    );
+    d.wait_healthy_on("dgr", "demo:v1");
+    // A preview that never gets ready: its process exits at start.
+    let never_ready = rollout.replace("image: demo:v1", "image: demo:v2").replace(
+        &format!("command: [\"{CUTOVER}\", \"demo-app\"]"),
+        "command: [\"sh\", \"-c\", \"echo 'panic: missing DATABASE_URL'; exit 3\"]",
+    );
+    let path = d.state_dir().join("v2.yaml");
+    std::fs::write(&path, format!("{services}{never_ready}")).expect("write");
+    d.ok(&["apply", "-f", path.to_str().unwrap_or_default()]);
+    hook.wait("on-degraded of revision 2", |all| {
+        triggers_of(all, 2).contains_key("on-degraded")
+    });
+    let v = d.wait("dgr", "Degraded", |v| phase(v) == "Degraded");
+    let_passes_run(&d, "dgr");
+    let all = hook.all();
+    let degraded = only_delivery(&all, "on-degraded", 2);
+    assert_eq!(degraded["phase"], "Degraded", "{degraded}");
+    assert_eq!(degraded["reason"], "ProgressDeadlineExceeded", "{degraded}");
+    assert_eq!(degraded["images"][0], "demo:v2", "{degraded}");
+    assert_eq!(triggers_of(&all, 2).len(), 1, "{all:#?}");
+    assert_eq!(image_behind(&v, "dgr-active"), "demo:v1", "{v}");
 }
 
 #[test]
