@@ -350,6 +350,80 @@ fn a_receiver_that_is_down_gets_retries_and_the_rollout_does_not_wait() {
 }
 
 #[test]
+fn notifications_not_delivered_when_the_daemon_is_killed_arrive_after_its_restart() {
+    // The receiver refuses everything (503) until told otherwise, keeping what it refused.
+    let hook = Receiver::start(usize::MAX);
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    let config = config_file(config_dir.path(), 200);
+    let (services, _, _) = services("crash");
+    let rollout = demo_rollout("crash", 1, "", "");
+    let url = hook.url();
+    let env = [("HOOK_URL", url.as_str()), ("HOOK_KEY", KEY)];
+    let mut d = Daemon::start_opts(
+        &format!("{services}{rollout}"),
+        &env,
+        &["--notifications", &config],
+        None,
+    );
+    d.wait_healthy_on("crash", "demo:v1");
+    d.ok(&["set", "image", "crash", "app=demo:v2"]);
+    d.wait_healthy_on("crash", "demo:v2");
+    let expected = ["on-completed", "on-switch-verified", "on-update-started"];
+    let tried_before = wait_for("a refused try of every notification of revision 2", || {
+        let rejected = hook.all_rejected();
+        let counts = triggers_of(&rejected, 2);
+        expected
+            .iter()
+            .all(|t| counts.contains_key(*t))
+            .then_some(rejected)
+    });
+    d.kill9();
+    let keys_before = idempotency_keys(&tried_before, 2);
+    assert_eq!(keys_before.len(), expected.len(), "{tried_before:#?}");
+    assert!(hook.all().is_empty(), "nothing may have been accepted yet");
+    hook.accept_all();
+    d.restart_with_env(&env);
+    let delivered = hook.wait("the stored notifications of revision 2", |all| {
+        idempotency_keys(all, 2) == keys_before
+    });
+    let counts = triggers_of(&delivered, 2);
+    for trigger in expected {
+        assert!(
+            counts.contains_key(trigger),
+            "{trigger} lost: {delivered:#?}"
+        );
+    }
+    for r in &delivered {
+        assert_eq!(r.headers["x-cutover-signature"], signature(KEY, &r.raw));
+        assert_eq!(r.headers["idempotency-key"], r.body["idempotencyKey"]);
+    }
+    assert_eq!(phase(&d.view("crash")), "Healthy");
+}
+
+/// The distinct idempotency keys of the deliveries of `revision`.
+fn idempotency_keys(all: &[Received], revision: i64) -> std::collections::BTreeSet<String> {
+    all.iter()
+        .filter(|r| r.body["revision"] == revision)
+        .filter_map(|r| r.headers.get("idempotency-key").cloned())
+        .collect()
+}
+
+/// Polls `found` (up to a minute) until it gives a value.
+fn wait_for<T>(what: &str, found: impl Fn() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(value) = found() {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn a_configuration_naming_an_unset_secret_stops_the_daemon_saying_what_to_set() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("notifications.yaml");
