@@ -94,3 +94,57 @@ fn hand_over(store: &Arc<Store>, notifier: &Notifier, after: i64) -> Result<i64,
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cutover_notify::{Notification, Target};
+
+    fn job(key: &str) -> Job {
+        Job {
+            notification: Notification {
+                idempotency_key: key.into(),
+                trigger: "on-completed".into(),
+                rollout: "web".into(),
+                namespace: "default".into(),
+                revision: Some(2),
+                images: vec!["web:v2".into()],
+                phase: Some("Healthy".into()),
+                reason: "RolloutCompleted".into(),
+                message: "done".into(),
+                switch_latency_seconds: None,
+                at: "2026-01-01T00:00:00Z".into(),
+                text: "default/web: revision 2 is stable".into(),
+                recipient: None,
+            },
+            target: Target {
+                service: "ops".into(),
+                recipient: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_full_outbox_keeps_what_it_holds_and_returns_the_rest_as_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let dropped = store
+            .write(|tx| store_jobs(tx, 2, vec![job("a"), job("b"), job("c")]))
+            .expect("store");
+        assert_eq!(dropped, vec![job("c")]);
+        let rows = store.read(|tx| tx.outbox_after(0, 10)).expect("rows");
+        let stored: Vec<Job> = rows
+            .iter()
+            .map(|(_, json)| serde_json::from_str(json).expect("a stored job"))
+            .collect();
+        assert_eq!(stored, vec![job("a"), job("b")]);
+        let dropped = store
+            .write(|tx| store_jobs(tx, 2, vec![job("d")]))
+            .expect("store");
+        assert_eq!(
+            dropped,
+            vec![job("d")],
+            "the cap counts rows already stored"
+        );
+    }
+}
