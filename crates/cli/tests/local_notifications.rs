@@ -299,6 +299,78 @@ fn a_progress_deadline_is_notified_once_as_degraded_with_its_reason() {
 }
 
 #[test]
+fn a_contract_becoming_due_is_notified_once_and_the_rollout_stays_healthy() {
+    let hook = Receiver::start(0);
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    let work = tempfile::tempdir().expect("tempdir");
+    let migrations = work.path().join("migrations");
+    std::fs::create_dir(&migrations).expect("mkdir");
+    let examples =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/migrations");
+    let copy = |file: &str| {
+        std::fs::copy(examples.join(file), migrations.join(file)).expect("copy migration");
+    };
+    copy("000_create_users.yaml");
+    let (services, _, _) = services("due");
+    let rollout = demo_rollout(
+        "due",
+        1,
+        "      autoPromotionEnabled: false\n      scaleDownDelaySeconds: 2\n",
+        "",
+    );
+    // Manual contract (the default) after a one-second bake: the contract becomes due soon
+    // after the promotion and stays due.
+    let manifest = format!(
+        "{services}{rollout}  migrations:\n    source: {{dir: {}}}\n    databaseUrlFrom: {{env: DATABASE_URL}}\n    bake: 1s\n",
+        migrations.display()
+    );
+    let database = format!("sqlite:{}", work.path().join("app.db").display());
+    let config = config_file_for(
+        config_dir.path(),
+        100,
+        "on-migration-contract-due, on-completed, on-degraded",
+    );
+    let url = hook.url();
+    let d = Daemon::start_opts(
+        &manifest,
+        &[
+            ("HOOK_URL", &url),
+            ("HOOK_KEY", KEY),
+            ("DATABASE_URL", &database),
+        ],
+        &["--notifications", &config],
+        None,
+    );
+    d.wait_healthy_on("due", "demo:v1");
+    copy("001_user_name_to_full_name.yaml");
+    d.ok(&["set", "image", "due", "app=demo:v2"]);
+    d.wait("due", "preview ready", |v| phase(v) == "Paused");
+    d.ok(&["promote", "due"]);
+    d.wait_healthy_on("due", "demo:v2");
+    hook.wait("on-migration-contract-due of revision 2", |all| {
+        triggers_of(all, 2).contains_key("on-migration-contract-due")
+    });
+    let_passes_run(&d, "due");
+    let all = hook.all();
+    let due = only_delivery(&all, "on-migration-contract-due", 2);
+    assert_eq!(due["reason"], "MigrationContractDue", "{due}");
+    assert_eq!(due["phase"], "Healthy", "{due}");
+    assert!(
+        due["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("001_user_name_to_full_name")),
+        "{due}"
+    );
+    assert!(
+        all.iter().all(|r| r.body["trigger"] != "on-degraded"),
+        "{all:#?}"
+    );
+    let v = d.view("due");
+    assert_eq!(phase(&v), "Healthy");
+    assert_eq!(image_behind(&v, "due-active"), "demo:v2");
+}
+
+#[test]
 fn a_receiver_that_is_down_gets_retries_and_the_rollout_does_not_wait() {
     // A port with nothing listening: connections are refused until the receiver starts.
     let port = free_port();
