@@ -218,7 +218,7 @@ fn real_prometheus_gates_promotion_and_aborts_a_faulty_version() {
         "{r:?}"
     );
     assert_eq!(
-        current_image_of_active(&v),
+        image_behind(&v, "shop-active"),
         "demo:v2",
         "traffic stays on the stable revision"
     );
@@ -237,14 +237,4 @@ fn real_prometheus_gates_promotion_and_aborts_a_faulty_version() {
         "took {:?}",
         started.elapsed()
     );
-}
-
-fn current_image_of_active(v: &serde_json::Value) -> String {
-    let selector = v["services"][0]["selector"].as_str().unwrap_or("");
-    v["revisions"]
-        .as_array()
-        .and_then(|revs| revs.iter().find(|r| r["hash"] == selector))
-        .and_then(|r| r["images"][0].as_str())
-        .unwrap_or("")
-        .to_string()
 }

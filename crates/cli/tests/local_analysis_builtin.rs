@@ -85,21 +85,6 @@ fn measurements(run: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-/// Image of the revision the Service `service` selects.
-fn image_behind(v: &Value, service: &str) -> String {
-    let selector = v["services"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["name"] == service))
-        .and_then(|s| s["selector"].as_str())
-        .unwrap_or("");
-    v["revisions"]
-        .as_array()
-        .and_then(|revs| revs.iter().find(|r| r["hash"] == selector))
-        .and_then(|r| r["images"][0].as_str())
-        .unwrap_or("")
-        .to_string()
-}
-
 /// The first number of a measurement value such as `[0.75]`.
 fn number(value: &Value) -> Option<f64> {
     value

@@ -6,6 +6,7 @@
 //! either the state before the pass or after it; the next pass re-observes and re-plans.
 
 mod migrations;
+mod outbox;
 mod quarantine;
 
 pub use migrations::MigrationFailureRow;
@@ -20,7 +21,7 @@ use k8s_openapi::api::core::v1::{PodTemplateSpec, Service};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// Schema version written to `PRAGMA user_version`; bump with a migration step in `migrate`.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// Why a state operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -656,6 +657,9 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
              PRAGMA user_version = 4;
              COMMIT;",
         )?;
+    }
+    if version < 5 {
+        outbox::create_table(conn)?;
     }
     Ok(())
 }

@@ -1,7 +1,11 @@
 //! Delivery: a bounded queue the backends fill without waiting, and a worker that sends each
-//! notification with retries and exponential backoff. At-least-once while the process runs:
-//! a try that failed is repeated with the same `Idempotency-Key`, so receivers can drop
-//! repeats.
+//! notification with retries and exponential backoff. A try that failed is repeated with the
+//! same `Idempotency-Key`, so receivers can drop repeats.
+//!
+//! Two ways in: [`Notifier::notify`] queues in memory only (at-least-once while the process
+//! runs); a backend with a durable outbox stores [`Notifier::jobs`] itself and hands each
+//! stored job over with [`Notifier::deliver_then`], removing it when told it is finished, so
+//! what was not delivered before a crash is sent after the restart.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +14,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use cutover_analysis::http::{HttpClient, SendError};
-use cutover_core::notify::Trigger;
 use cutover_core::plan::Event;
 use http_body_util::Full;
 use jiff::Timestamp;
@@ -73,12 +76,22 @@ impl Counters {
     }
 }
 
-/// A notification for one target.
-#[derive(Debug)]
-struct Job {
-    trigger: Trigger,
-    notification: Notification,
-    target: Target,
+/// A notification for one target: what a durable outbox stores.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Job {
+    /// What the target receives.
+    pub notification: Notification,
+    /// Where it goes.
+    pub target: Target,
+}
+
+/// Called once a job is finished: delivered, given up, or its service is gone.
+pub type Finished = Box<dyn FnOnce() + Send>;
+
+/// A job in the in-memory queue.
+struct Queued {
+    job: Job,
+    finished: Option<Finished>,
 }
 
 /// The handle backends hold: cheap to clone, never blocks.
@@ -90,7 +103,9 @@ pub struct Notifier {
 struct Inner {
     /// Replaced whole when the configuration changes; the queue and its size stay.
     config: ArcSwap<NotificationConfig>,
-    queue: mpsc::Sender<Job>,
+    queue: mpsc::Sender<Queued>,
+    /// The queue's size, fixed at start: also the cap of a durable outbox.
+    queue_size: usize,
     counters: Arc<Counters>,
 }
 
@@ -105,11 +120,13 @@ impl std::fmt::Debug for Notifier {
 impl Notifier {
     /// Starts the delivery worker on the current tokio runtime.
     pub fn start(config: NotificationConfig) -> Self {
-        let (queue, jobs) = mpsc::channel(config.delivery.queue_size);
+        let queue_size = config.delivery.queue_size;
+        let (queue, jobs) = mpsc::channel(queue_size);
         let counters = Arc::new(Counters::default());
         let inner = Arc::new(Inner {
             config: ArcSwap::from_pointee(config),
             queue,
+            queue_size,
             counters,
         });
         tokio::spawn(work(inner.clone(), jobs));
@@ -127,11 +144,15 @@ impl Notifier {
         &self.inner.counters
     }
 
-    /// Queues the notifications of `events` (one pass of one rollout, at `at`) for every
-    /// subscribed target. Returns how many were queued; what does not fit is dropped and
-    /// counted.
-    pub fn notify(&self, facts: &RolloutFacts, events: &[Event], at: Timestamp) -> usize {
-        let mut queued = 0;
+    /// How many jobs may wait for delivery (`delivery.queueSize` at start).
+    pub fn queue_size(&self) -> usize {
+        self.inner.queue_size
+    }
+
+    /// The jobs the `events` of one pass of one rollout (at `at`) make: one per subscribed
+    /// target. Nothing is queued.
+    pub fn jobs(&self, facts: &RolloutFacts, events: &[Event], at: Timestamp) -> Vec<Job> {
+        let mut jobs = Vec::new();
         let config = self.inner.config.load();
         for (index, event) in events.iter().enumerate() {
             let Some((trigger, n)) = notification(facts, event, index, at, &config.templates)
@@ -145,37 +166,63 @@ impl Notifier {
             for target in found {
                 let mut notification = n.clone();
                 notification.recipient = target.recipient.clone();
-                let job = Job {
-                    trigger,
+                jobs.push(Job {
                     notification,
                     target,
-                };
-                match self.inner.queue.try_send(job) {
-                    Ok(()) => queued += 1,
-                    Err(e) => {
-                        self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                        let job = match e {
-                            mpsc::error::TrySendError::Full(job)
-                            | mpsc::error::TrySendError::Closed(job) => job,
-                        };
-                        tracing::warn!(
-                            rollout = %facts.name,
-                            trigger = %job.trigger,
-                            service = %job.target.service,
-                            "notification dropped: the delivery queue is full (delivery.queueSize)"
-                        );
-                    }
-                }
+                });
+            }
+        }
+        jobs
+    }
+
+    /// Queues the notifications of `events` (one pass of one rollout, at `at`) for every
+    /// subscribed target, in memory. Returns how many were queued; what does not fit is
+    /// dropped and counted.
+    pub fn notify(&self, facts: &RolloutFacts, events: &[Event], at: Timestamp) -> usize {
+        let mut queued = 0;
+        for job in self.jobs(facts, events, at) {
+            let queued_job = Queued {
+                job,
+                finished: None,
+            };
+            match self.inner.queue.try_send(queued_job) {
+                Ok(()) => queued += 1,
+                Err(
+                    mpsc::error::TrySendError::Full(refused)
+                    | mpsc::error::TrySendError::Closed(refused),
+                ) => self.count_dropped(&refused.job),
             }
         }
         queued
     }
+
+    /// Hands a stored job to the delivery worker; `finished` runs once it is delivered or
+    /// given up. Returns false when the queue is full: the caller keeps the job and offers it
+    /// again later.
+    pub fn deliver_then(&self, job: Job, finished: Finished) -> bool {
+        let queued = Queued {
+            job,
+            finished: Some(finished),
+        };
+        self.inner.queue.try_send(queued).is_ok()
+    }
+
+    /// Counts (and logs) a job that had no room: the queue or the outbox was full.
+    pub fn count_dropped(&self, job: &Job) {
+        self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            rollout = %job.notification.rollout,
+            trigger = %job.notification.trigger,
+            service = %job.target.service,
+            "notification dropped: the delivery queue is full (delivery.queueSize)"
+        );
+    }
 }
 
-async fn work(inner: Arc<Inner>, mut jobs: mpsc::Receiver<Job>) {
+async fn work(inner: Arc<Inner>, mut jobs: mpsc::Receiver<Queued>) {
     let http = HttpClient::new();
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
-    while let Some(job) = jobs.recv().await {
+    while let Some(Queued { job, finished }) = jobs.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
@@ -183,6 +230,9 @@ async fn work(inner: Arc<Inner>, mut jobs: mpsc::Receiver<Job>) {
         tokio::spawn(async move {
             deliver(&inner, &http, job).await;
             drop(slot);
+            if let Some(finished) = finished {
+                finished();
+            }
         });
     }
 }
@@ -211,13 +261,13 @@ async fn deliver(inner: &Inner, http: &HttpClient, job: Job) {
         let why = match outcome {
             Ok(()) => {
                 counters.sent.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(trigger = %job.trigger, service = %job.target.service, rollout = %job.notification.rollout, attempt, "notification delivered");
+                tracing::debug!(trigger = %job.notification.trigger, service = %job.target.service, rollout = %job.notification.rollout, attempt, "notification delivered");
                 return;
             }
             Err(Failure::Permanent(why)) => {
                 counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
                 counters.given_up.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(trigger = %job.trigger, service = %job.target.service, rollout = %job.notification.rollout, "notification refused, not retried: {why}");
+                tracing::error!(trigger = %job.notification.trigger, service = %job.target.service, rollout = %job.notification.rollout, "notification refused, not retried: {why}");
                 return;
             }
             Err(Failure::Transient(why)) => why,
@@ -228,10 +278,10 @@ async fn deliver(inner: &Inner, http: &HttpClient, job: Job) {
             .fetch_add(1, Ordering::Relaxed);
         if attempt == delivery.max_attempts {
             inner.counters.given_up.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(trigger = %job.trigger, service = %job.target.service, rollout = %job.notification.rollout, attempts = attempt, "notification given up: {why}");
+            tracing::error!(trigger = %job.notification.trigger, service = %job.target.service, rollout = %job.notification.rollout, attempts = attempt, "notification given up: {why}");
             return;
         }
-        tracing::warn!(trigger = %job.trigger, service = %job.target.service, rollout = %job.notification.rollout, attempt, retry_in = ?backoff, "notification not delivered, retrying: {why}");
+        tracing::warn!(trigger = %job.notification.trigger, service = %job.target.service, rollout = %job.notification.rollout, attempt, retry_in = ?backoff, "notification not delivered, retrying: {why}");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(delivery.max_backoff);
     }

@@ -12,6 +12,6 @@ pub mod message;
 pub mod subscribe;
 
 pub use config::{ConfigError, EnvSecrets, MapSecrets, NotificationConfig, SecretSource};
-pub use deliver::{Counters, Notifier};
+pub use deliver::{Counters, Finished, Job, Notifier};
 pub use message::{Notification, RolloutFacts};
 pub use subscribe::Target;

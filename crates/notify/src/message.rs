@@ -66,7 +66,7 @@ impl RolloutFacts {
 }
 
 /// One transition, as webhooks receive it (camelCase JSON).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notification {
     /// The same for every try of this transition: receivers drop repeats by it.

@@ -15,7 +15,7 @@ pub const PREFIX: &str = "notifications.cutover.dev/subscribe.";
 pub const ARGO_PREFIX: &str = "notifications.argoproj.io/subscribe.";
 
 /// One delivery to make: a service and a recipient (empty: none named).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct Target {
     /// Service name.
     pub service: String,

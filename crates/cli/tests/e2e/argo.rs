@@ -47,6 +47,11 @@ pub fn is_age(text: &str) -> bool {
 
 /// An HTTP server answering every request with `{"ok": true}`: a web metric's target.
 pub fn json_ok_server() -> SocketAddr {
+    json_server(r#"{"ok":true}"#)
+}
+
+/// An HTTP server answering every request with the JSON `body`.
+pub fn json_server(body: &'static str) -> SocketAddr {
     use std::io::{Read as _, Write as _};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -60,7 +65,6 @@ pub fn json_ok_server() -> SocketAddr {
                     Ok(n) => request.extend_from_slice(&buf[..n]),
                 }
             }
-            let body = r#"{"ok":true}"#;
             let _ = write!(
                 stream,
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -315,6 +315,21 @@ pub fn phase(v: &Value) -> String {
         .to_string()
 }
 
+/// Image of the revision the Service `service` selects.
+pub fn image_behind(v: &Value, service: &str) -> String {
+    let selector = v["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["name"] == service))
+        .and_then(|s| s["selector"].as_str())
+        .unwrap_or("");
+    v["revisions"]
+        .as_array()
+        .and_then(|revs| revs.iter().find(|r| r["hash"] == selector))
+        .and_then(|r| r["images"][0].as_str())
+        .unwrap_or("")
+        .to_string()
+}
+
 /// Image of the current revision.
 pub fn current_image(v: &Value) -> String {
     let hash = v["rollout"]["status"]["currentPodHash"]

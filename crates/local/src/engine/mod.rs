@@ -6,6 +6,7 @@ mod analysis;
 mod execute;
 mod migrations;
 mod observe;
+mod outbox;
 mod routes;
 
 use std::net::{IpAddr, SocketAddr};
@@ -41,9 +42,8 @@ struct PassOutcome {
     before: Option<SwitchStatus>,
     /// The active Service's name.
     active: String,
-    /// The rollout's facts for notifications (only when a notifier is set and the pass
-    /// emitted events).
-    facts: Option<cutover_notify::RolloutFacts>,
+    /// Notifications that found the outbox full, counted as dropped once the pass commits.
+    dropped: Vec<cutover_notify::Job>,
 }
 
 /// Why the engine could not start.
@@ -75,6 +75,8 @@ pub struct Engine {
     /// The route tables sent to the data plane.
     pub(crate) routes: routes::RouteMemory,
     pub(crate) wake: Arc<Notify>,
+    /// Wakes the outbox feeder after a pass stored notifications.
+    outbox_wake: Arc<Notify>,
     /// AnalysisRun runners of this daemon.
     pub(crate) runners: analysis::Runners,
     /// Migration workers, one per rollout with `spec.migrations`.
@@ -96,6 +98,7 @@ impl Engine {
             config,
             routes: routes::RouteMemory::default(),
             wake: Arc::new(Notify::new()),
+            outbox_wake: Arc::new(Notify::new()),
             runners: analysis::Runners::default(),
             migrations: migrations::MigrationWorkers::default(),
         })
@@ -189,6 +192,14 @@ impl Engine {
     /// Runs passes until `shutdown` is cancelled.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut changes = self.supervisor.changes();
+        if let Some(notifier) = &self.config.notifier {
+            tokio::spawn(outbox::feed(
+                self.store.clone(),
+                notifier.clone(),
+                self.outbox_wake.clone(),
+                shutdown.clone(),
+            ));
+        }
         if let Err(e) = self.resume_runs() {
             tracing::error!(error = %e, "cannot resume analysis runs");
         }
@@ -240,15 +251,20 @@ impl Engine {
                 plan,
                 before,
                 active,
-                facts,
+                dropped,
             }) = outcome
             else {
                 continue;
             };
-            // Announced only now that the transaction committed: a rolled-back pass made no
-            // transition. Queuing never waits.
-            if let (Some(notifier), Some(facts)) = (&self.config.notifier, &facts) {
-                notifier.notify(facts, &plan.events, now);
+            // The pass's notifications committed with it (a rolled-back pass made no
+            // transition and stored none); the feeder hands them to delivery, never waiting.
+            if let Some(notifier) = &self.config.notifier
+                && !plan.events.is_empty()
+            {
+                for job in &dropped {
+                    notifier.count_dropped(job);
+                }
+                self.outbox_wake.notify_one();
             }
             // A switch confirmed in this pass: export its latency.
             if let Some(switch) = &plan.status.blue_green.switch
@@ -281,13 +297,19 @@ impl Engine {
                 .status
                 .as_ref()
                 .and_then(|s| s.blue_green.switch.clone());
-            let facts = (self.config.notifier.is_some() && !plan.events.is_empty())
-                .then(|| cutover_notify::RolloutFacts::of(&rollout, &plan.status));
+            let mut dropped = Vec::new();
+            if let Some(notifier) = &self.config.notifier
+                && !plan.events.is_empty()
+            {
+                let facts = cutover_notify::RolloutFacts::of(&rollout, &plan.status);
+                let jobs = notifier.jobs(&facts, &plan.events, now);
+                dropped = outbox::store_jobs(tx, notifier.queue_size(), jobs)?;
+            }
             Ok(Some(PassOutcome {
                 active: rollout.spec.strategy.blue_green.active_service.clone(),
                 plan,
                 before,
-                facts,
+                dropped,
             }))
         })
     }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,9 @@ pub struct Receiver {
     pub addr: SocketAddr,
     pub received: Arc<Mutex<Vec<Received>>>,
     pub refused: Arc<Mutex<usize>>,
+    /// The requests answered `503`.
+    pub rejected: Arc<Mutex<Vec<Received>>>,
+    fail_first: Arc<AtomicUsize>,
 }
 
 impl Receiver {
@@ -34,7 +38,14 @@ impl Receiver {
         let addr = listener.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
         let refused = Arc::new(Mutex::new(0));
-        let (r, f) = (received.clone(), refused.clone());
+        let rejected = Arc::new(Mutex::new(Vec::new()));
+        let fail_first = Arc::new(AtomicUsize::new(fail_first));
+        let (r, f, j, limit) = (
+            received.clone(),
+            refused.clone(),
+            rejected.clone(),
+            fail_first.clone(),
+        );
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -43,7 +54,7 @@ impl Receiver {
                 };
                 let fail = {
                     let mut refused = f.lock().expect("lock");
-                    if *refused < fail_first {
+                    if *refused < limit.load(Ordering::SeqCst) {
                         *refused += 1;
                         true
                     } else {
@@ -51,6 +62,7 @@ impl Receiver {
                     }
                 };
                 let status = if fail {
+                    j.lock().expect("lock").push(request);
                     "503 Service Unavailable"
                 } else {
                     r.lock().expect("lock").push(request);
@@ -66,7 +78,18 @@ impl Receiver {
             addr,
             received,
             refused,
+            rejected,
+            fail_first,
         }
+    }
+
+    /// Answers `200` to every request from now on.
+    pub fn accept_all(&self) {
+        self.fail_first.store(0, Ordering::SeqCst);
+    }
+
+    pub fn all_rejected(&self) -> Vec<Received> {
+        self.rejected.lock().expect("lock").clone()
     }
 
     pub fn url(&self) -> String {
