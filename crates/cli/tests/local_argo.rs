@@ -88,7 +88,28 @@ fn progress_deadline_abort_has_argos_conditions_and_one_abort_event() {
         .map(|c| c["type"].as_str().unwrap_or_default().to_string())
         .collect();
     types.sort();
-    assert_eq!(types, ["Available", "Completed", "Healthy", "Progressing"]);
+    // Argo's four, plus the kstatus conditions GitOps tools read (docs/argo-differences.md).
+    assert_eq!(
+        types,
+        [
+            "Available",
+            "Completed",
+            "Healthy",
+            "Progressing",
+            "Ready",
+            "Stalled"
+        ]
+    );
+    let status_of = |kind: &str| {
+        v2["rollout"]["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == kind)
+            .map(|c| c["status"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(status_of("Stalled").as_deref(), Some("True"));
+    assert_eq!(status_of("Ready").as_deref(), Some("False"));
     let aborts = events(&v2, "RolloutAborted");
     assert_eq!(aborts.len(), 1, "{aborts:?}");
     assert!(aborts[0].contains("progress deadline"), "{aborts:?}");
