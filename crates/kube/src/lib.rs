@@ -14,6 +14,7 @@ pub mod cache;
 pub mod cli;
 pub mod controller;
 mod error;
+pub mod events;
 pub mod execute;
 pub mod expect;
 mod lease;
