@@ -97,3 +97,65 @@ impl EventPublisher {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publisher(instance: Option<String>) -> EventPublisher {
+        // A client that is never called (`event` only builds the object); it needs a runtime.
+        let (service, _handle) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        EventPublisher::new(Client::new(service, "ns"), "cutover", instance)
+    }
+
+    #[tokio::test]
+    async fn an_event_carries_what_users_read_and_a_capped_action() {
+        let regarding = ObjectReference {
+            kind: Some("Rollout".into()),
+            name: Some("app".into()),
+            namespace: Some("shop".into()),
+            ..ObjectReference::default()
+        };
+        let note = EventNote {
+            type_: EventType::Warning,
+            reason: "Aborted".into(),
+            note: "analysis failed".into(),
+            action: "x".repeat(300),
+        };
+        let now = Timestamp::from_second(1_800_000_000).unwrap_or_else(|e| panic!("{e}"));
+        let event = publisher(None).event(&note, &regarding, now);
+        assert_eq!(event.metadata.namespace.as_deref(), Some("shop"));
+        assert_eq!(
+            event.metadata.name,
+            Some(format!("app.{:x}", now.as_nanosecond()))
+        );
+        assert_eq!(event.type_.as_deref(), Some("Warning"));
+        assert_eq!(event.reason.as_deref(), Some("Aborted"));
+        assert_eq!(event.note.as_deref(), Some("analysis failed"));
+        assert_eq!(event.action.map(|a| a.len()), Some(ACTION_LIMIT));
+        assert_eq!(event.regarding, Some(regarding));
+        assert_eq!(event.reporting_controller.as_deref(), Some("cutover"));
+        assert_eq!(event.reporting_instance.as_deref(), Some("cutover"));
+        assert!(event.series.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_leader_identity_is_the_reporting_instance() {
+        let event = publisher(Some("pod-7".into())).event(
+            &EventNote {
+                type_: EventType::Normal,
+                reason: "Promoted".into(),
+                note: "switched".into(),
+                action: "switched".into(),
+            },
+            &ObjectReference::default(),
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(event.reporting_instance.as_deref(), Some("pod-7"));
+        assert_eq!(event.type_.as_deref(), Some("Normal"));
+        assert_eq!(event.metadata.namespace, None);
+    }
+}
