@@ -5,8 +5,8 @@
 //! it concerns.
 //!
 //! Cached objects are pruned to the fields the controller reads (no managedFields, no pod
-//! specs, no ReplicaSet pod templates, EndpointSlices reduced to their endpoints' pod and
-//! readiness, Jobs to their status, ConfigMaps to their keys): with a thousand Rollouts this is
+//! specs, no ReplicaSet pod templates, EndpointSlices reduced to the names of their ready
+//! pods, Jobs to their status, ConfigMaps to their keys): with a thousand Rollouts this is
 //! most of the controller's memory.
 
 use std::sync::Arc;
