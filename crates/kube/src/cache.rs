@@ -5,8 +5,8 @@
 //! it concerns.
 //!
 //! Cached objects are pruned to the fields the controller reads (no managedFields, no pod
-//! specs, no ReplicaSet pod templates, EndpointSlices reduced to their endpoints' pod and
-//! readiness, Jobs to their status, ConfigMaps to their keys): with a thousand Rollouts this is
+//! specs, no ReplicaSet pod templates, EndpointSlices reduced to the names of their ready
+//! pods, Jobs to their status, ConfigMaps to their keys): with a thousand Rollouts this is
 //! most of the controller's memory.
 
 use std::sync::Arc;
@@ -17,14 +17,14 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{Job, JobStatus};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
-    Pod, PodStatus, Service, ServiceSpec,
+    Pod, PodCondition, PodStatus, Service, ServiceSpec,
 };
 use kube::api::{Api, DynamicObject};
 use kube::core::ApiResource;
 use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{ROLLOUT_LABEL, TEMPLATE_ANNOTATION};
 
@@ -254,20 +254,24 @@ pub fn prune_rollout(rollout: &mut Rollout) {
     }
 }
 
-/// Keeps what observation reads: labels, owners, deletion, start time and readiness; for a
+/// Keeps what observation reads: labels, deletion, start time and readiness; for a
 /// migration Job's pod its containers' termination messages (the Job's report); for any other
 /// pod, only its containers that are not ready, with why (waiting reason, last exit), which
 /// tells a crash loop from a slow start.
 pub fn prune_pod(pod: &mut Pod) {
     prune_meta(pod);
-    pod.meta_mut().annotations = None;
+    let meta = pod.meta_mut();
+    meta.annotations = None;
+    // Pods are found by the Rollout's label, never by owner, and named by their name.
+    meta.owner_references = None;
+    meta.generate_name = None;
     pod.spec = None;
     let migration = pod
         .labels()
         .contains_key(crate::migrations::MIGRATION_JOB_LABEL);
     pod.status = pod.status.take().map(|s| PodStatus {
         start_time: s.start_time,
-        conditions: s.conditions,
+        conditions: s.conditions.map(ready_condition_only),
         phase: s.phase,
         container_statuses: s.container_statuses.map(|statuses| {
             statuses
@@ -283,6 +287,19 @@ pub fn prune_pod(pod: &mut Pod) {
         }),
         ..PodStatus::default()
     });
+}
+
+/// Of a pod's conditions only Ready is read (to pace restarts), and only its status.
+fn ready_condition_only(conditions: Vec<PodCondition>) -> Vec<PodCondition> {
+    conditions
+        .into_iter()
+        .filter(|c| c.type_ == "Ready")
+        .map(|c| PodCondition {
+            type_: c.type_,
+            status: c.status,
+            ..PodCondition::default()
+        })
+        .collect()
 }
 
 /// The longest message kept from a container status: enough for a log line, bounded so a
@@ -389,28 +406,23 @@ pub fn prune_service(svc: &mut Service) {
     svc.status = None;
 }
 
-/// Reduces an EndpointSlice to `{endpoints: [{targetRef: {name}, conditions: {ready}}]}`.
+/// Where a cached EndpointSlice keeps the names of the pods behind its ready endpoints.
+pub const READY_PODS_FIELD: &str = "readyPods";
+
+/// Reduces an EndpointSlice to `{readyPods: [name…]}` and its Service label: all a switch
+/// reads of it is which pods serve, and one list of names is a fraction of the endpoints'
+/// maps (an EndpointSlice per Service, two Services per Rollout).
 pub fn prune_slice(slice: &mut DynamicObject) {
     prune_meta(slice);
-    slice.metadata.annotations = None;
-    let endpoints: Vec<Value> = slice
-        .data
-        .get("endpoints")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|ep| {
-            let mut kept = json!({});
-            if let Some(name) = ep.pointer("/targetRef/name") {
-                kept["targetRef"] = json!({ "name": name });
-            }
-            if let Some(ready) = ep.pointer("/conditions/ready") {
-                kept["conditions"] = json!({ "ready": ready });
-            }
-            kept
-        })
-        .collect();
-    slice.data = json!({ "endpoints": endpoints });
+    let meta = &mut slice.metadata;
+    meta.annotations = None;
+    meta.owner_references = None;
+    meta.generate_name = None;
+    if let Some(labels) = meta.labels.as_mut() {
+        labels.retain(|key, _| key == SERVICE_NAME_LABEL);
+    }
+    let ready = crate::observe::ready_endpoint_pods(slice);
+    slice.data = json!({ READY_PODS_FIELD: ready });
 }
 
 /// The cached objects of one kind labelled with Rollout `name` in `ns`.
@@ -430,10 +442,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_pruned_slice_keeps_pods_and_readiness_only() {
+    fn a_pruned_slice_keeps_its_ready_pods_and_service_only() {
         let mut slice: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": { "name": "s", "labels": { SERVICE_NAME_LABEL: "app" } },
+            "metadata": { "name": "s", "labels": {
+                SERVICE_NAME_LABEL: "app",
+                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io" } },
             "addressType": "IPv4",
             "endpoints": [
                 { "addresses": ["10.0.0.1"], "conditions": { "ready": false },
@@ -443,16 +457,18 @@ mod tests {
             "ports": [{ "port": 80 }]
         }))
         .unwrap_or_else(|e| panic!("{e}"));
-        prune_slice(&mut slice);
-        assert_eq!(
-            slice.data,
-            json!({ "endpoints": [
-                { "targetRef": { "name": "app-1" }, "conditions": { "ready": false } },
-                { "targetRef": { "name": "app-2" } }
-            ] })
-        );
         assert_eq!(
             crate::observe::ready_endpoint_pods(&slice),
+            vec!["app-2".to_string()]
+        );
+        prune_slice(&mut slice);
+        assert_eq!(slice.data, json!({ READY_PODS_FIELD: ["app-2"] }));
+        assert_eq!(
+            slice.labels().keys().collect::<Vec<_>>(),
+            vec![SERVICE_NAME_LABEL]
+        );
+        assert_eq!(
+            crate::observe::cached_ready_pods(&slice),
             vec!["app-2".to_string()]
         );
     }

@@ -15,13 +15,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::ApiResource;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::cache::Caches;
 use crate::error::{Error, is_conflict, is_not_found};
+use crate::events::{EventNote, EventPublisher, EventType};
 use crate::execute::Executor;
 use crate::expect::{EXPECTATION_TIMEOUT, Expectations, Kind, Want};
 use crate::metrics::Metrics;
@@ -118,7 +118,7 @@ pub struct Context {
     /// The API client.
     pub client: Client,
     /// Publishes Kubernetes Events for the plan's transitions.
-    pub recorder: Recorder,
+    pub events: EventPublisher,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Reconciler settings.
@@ -139,7 +139,7 @@ impl Context {
     /// A context for `client` reading `caches`.
     pub fn new(
         client: Client,
-        recorder: Recorder,
+        events: EventPublisher,
         metrics: Arc<Metrics>,
         config: Config,
         apis: DataPlaneApis,
@@ -147,7 +147,7 @@ impl Context {
     ) -> Self {
         Self {
             client,
-            recorder,
+            events,
             metrics,
             config,
             apis,
@@ -458,20 +458,18 @@ async fn publish_events(ctx: &Context, rollout: &Rollout, plan: &Plan, announce:
     }
     let reference = rollout.object_ref(&());
     for event in &plan.events {
-        let ev = KubeEvent {
+        let note = EventNote {
             type_: match event.severity {
                 EventSeverity::Normal => EventType::Normal,
                 EventSeverity::Warning => EventType::Warning,
             },
             reason: event.reason.to_string(),
-            note: Some(event.message.clone()),
-            // The recorder folds events with equal reason and action into one series and keeps
-            // the first note; distinct transitions ("updated to revision 3 (fast rollback)")
-            // must stay visible, so the action carries the message (the API caps it at 128).
-            action: event.message.chars().take(128).collect(),
-            secondary: None,
+            note: event.message.clone(),
+            // Distinct transitions ("updated to revision 3 (fast rollback)") stay told apart by
+            // tools that group events by reason and action, so the action carries the message.
+            action: event.message.clone(),
         };
-        if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
+        if let Err(e) = ctx.events.publish(&note, &reference).await {
             tracing::warn!(rollout = %rollout.name_any(), error = %e, "publishing event failed");
         }
     }

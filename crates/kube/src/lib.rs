@@ -8,12 +8,14 @@
 //! [`execute`] turns actions into API calls; [`run_controller`] wires watches, leader election
 //! and the metrics/health server.
 
+mod allocator;
 mod analysis;
 pub mod analysisrun;
 pub mod cache;
 pub mod cli;
 pub mod controller;
 mod error;
+pub mod events;
 pub mod execute;
 pub mod expect;
 mod lease;

@@ -243,7 +243,7 @@ fn observe_service(
     });
     let mut serving = BTreeSet::new();
     for slice in &slices {
-        for pod in ready_endpoint_pods(slice) {
+        for pod in cached_ready_pods(slice) {
             serving.insert(
                 pod_hash
                     .get(&pod)
@@ -258,6 +258,19 @@ fn observe_service(
         serving: serving.into_iter().collect(),
         recorded_selector: svc.annotations().get(SELECTOR_ANNOTATION).cloned(),
     }
+}
+
+/// Pod names behind the ready endpoints of an EndpointSlice as the cache keeps it (see
+/// [`crate::cache::prune_slice`]).
+pub fn cached_ready_pods(slice: &DynamicObject) -> Vec<String> {
+    slice
+        .data
+        .get(crate::cache::READY_PODS_FIELD)
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|name| name.as_str().map(str::to_string))
+        .collect()
 }
 
 /// Pod names behind the ready endpoints of an EndpointSlice (v1 and v1beta1 share these

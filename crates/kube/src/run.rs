@@ -11,7 +11,6 @@ use cutover_core::api::Rollout;
 use futures::{FutureExt, StreamExt};
 use kube::api::Api;
 use kube::runtime::Controller;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
@@ -19,6 +18,7 @@ use crate::analysisrun;
 use crate::cache::{Caches, SERVICE_NAME_LABEL, Streams};
 use crate::controller::{self, Config, Context, DataPlaneApis};
 use crate::error::Error;
+use crate::events::EventPublisher;
 use crate::lease::Leader;
 pub use crate::lease::LeaseConfig;
 use crate::metrics::Metrics;
@@ -128,19 +128,17 @@ pub async fn run_with_client(
             Some(lease) => Some(Leader::acquire(client.clone(), lease.clone()).await?),
             None => None,
         };
-        let recorder = Recorder::new(
+        let events = EventPublisher::new(
             client.clone(),
-            Reporter {
-                controller: "cutover".into(),
-                instance: config.leader_election.as_ref().map(|l| l.identity.clone()),
-            },
+            "cutover",
+            config.leader_election.as_ref().map(|l| l.identity.clone()),
         );
         let (caches, writers) = Caches::new(&apis.endpoint_slices);
         let streams = writers.streams(&client, config.namespace.as_deref(), &apis.endpoint_slices);
         let ctx = Arc::new(
             Context::new(
                 client.clone(),
-                recorder,
+                events,
                 metrics.clone(),
                 config.reconciler.clone(),
                 apis,

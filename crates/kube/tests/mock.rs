@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use cutover_core::api::Rollout;
 use cutover_kube::cache::Caches;
+use cutover_kube::events::EventPublisher;
 use cutover_kube::metrics::Metrics;
 use cutover_kube::{Config, Context, DataPlaneApis, controller};
 use http::{Request, Response};
 use kube::client::Body;
-use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{Value, json};
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
@@ -44,10 +44,10 @@ fn service(name: &str) -> Value {
 async fn deleting_a_rollout_restores_service_selectors() {
     let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(svc, "ns");
-    let recorder = Recorder::new(client.clone(), Reporter::from("cutover"));
+    let events = EventPublisher::new(client.clone(), "cutover", None);
     let ctx = Arc::new(Context::new(
         client,
-        recorder,
+        events,
         Arc::new(Metrics::default()),
         Config::default(),
         DataPlaneApis::current(),
