@@ -19,7 +19,7 @@ use kube::api::Api;
 use receiver::Receiver;
 use serde_json::json;
 use support::kubelet::Kubelet;
-use support::{KubeEnv, hash_of, template, wait_for};
+use support::{KubeEnv, hash_of, wait_for};
 
 const NS: &str = "notify-restart";
 const APP: &str = "shop";
@@ -100,45 +100,20 @@ async fn undelivered_notifications_are_sent_by_the_next_controller() {
         })
     };
     let controller = start();
-    let manifest = |image: &str| {
-        json!({
-            "apiVersion": "cutover.dev/v1alpha1", "kind": "Rollout",
-            "metadata": {
-                "name": APP, "namespace": NS,
-                "annotations": {
-                    "notifications.cutover.dev/subscribe..ops": "",
-                    "notifications.cutover.dev/subscribe.on-paused.ops": "pager",
-                },
-            },
-            "spec": {
-                "replicas": 1,
-                "selector": { "matchLabels": { "app": APP } },
-                "template": template(APP, image),
-                "strategy": { "blueGreen": {
-                    "activeService": format!("{APP}-active"),
-                    "previewService": format!("{APP}-preview"),
-                    "autoPromotionEnabled": false,
-                }},
-            },
-        })
-    };
+    let annotations = json!({
+        "notifications.cutover.dev/subscribe..ops": "",
+        "notifications.cutover.dev/subscribe.on-paused.ops": "pager",
+    });
+    let manifest = |image: &str| support::manual_blue_green(NS, APP, image, &annotations);
     let rollouts: Api<Rollout> = Api::namespaced(client.clone(), NS);
-    let phase_is = |phase: RolloutPhase, hash: String| {
-        let rollouts = rollouts.clone();
-        async move {
-            wait_for(90, &format!("{phase:?} on {hash}"), || async {
-                let r = rollouts.get(APP).await.ok()?;
-                let s = r.status.as_ref()?;
-                (s.phase == Some(phase) && s.current_pod_hash.as_deref() == Some(hash.as_str()))
-                    .then_some(())
-            })
-            .await
-        }
+    let phase_is = |phase: RolloutPhase, image: &str| {
+        let (rollouts, hash) = (rollouts.clone(), hash_of(APP, image));
+        async move { support::wait_phase(&rollouts, APP, phase, &hash).await }
     };
     env.apply(manifest("shop:1")).await;
-    phase_is(RolloutPhase::Healthy, hash_of(APP, "shop:1")).await;
+    phase_is(RolloutPhase::Healthy, "shop:1").await;
     env.apply(manifest("shop:2")).await;
-    phase_is(RolloutPhase::Paused, hash_of(APP, "shop:2")).await;
+    phase_is(RolloutPhase::Paused, "shop:2").await;
 
     // At least revision 1's on-completed, revision 2's on-update-started and two on-paused
     // (the catch-all subscription and the one with a recipient): each stored and refused at
