@@ -133,6 +133,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Where transitions are announced, when notifications are configured.
     pub notifier: Option<cutover_notify::Notifier>,
+    /// Where notifications wait until delivered, when notifications are configured.
+    pub outbox: Option<crate::outbox::Outbox>,
 }
 
 impl Context {
@@ -155,12 +157,19 @@ impl Context {
             expectations: Expectations::default(),
             failures: Mutex::default(),
             notifier: None,
+            outbox: None,
         }
     }
 
     /// The context with notifications sent through `notifier`.
     pub fn with_notifier(mut self, notifier: Option<cutover_notify::Notifier>) -> Self {
         self.notifier = notifier;
+        self
+    }
+
+    /// The context with notifications stored in `outbox` before they are queued.
+    pub fn with_outbox(mut self, outbox: Option<crate::outbox::Outbox>) -> Self {
+        self.outbox = outbox;
         self
     }
 
@@ -473,10 +482,19 @@ async fn publish_events(ctx: &Context, rollout: &Rollout, plan: &Plan, announce:
             tracing::warn!(rollout = %rollout.name_any(), error = %e, "publishing event failed");
         }
     }
-    // Queued after the status write was accepted, never awaited: delivery runs on its own.
+    // Stored and queued after the status write was accepted; delivery runs on its own.
     if announce && let Some(notifier) = &ctx.notifier {
         let facts = cutover_notify::RolloutFacts::of(rollout, &plan.status);
-        notifier.notify(&facts, &plan.events, jiff::Timestamp::now());
+        let at = jiff::Timestamp::now();
+        match &ctx.outbox {
+            Some(outbox) => {
+                let jobs = notifier.jobs(&facts, &plan.events, at);
+                crate::outbox::announce(outbox, notifier, jobs).await;
+            }
+            None => {
+                notifier.notify(&facts, &plan.events, at);
+            }
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub mod migrations;
 pub mod notifications;
 pub mod observe;
 pub mod ops;
+pub mod outbox;
 mod run;
 mod server;
 pub mod traffic;

@@ -1,7 +1,7 @@
 //! Notifications on Kubernetes: the configuration is the `config.yaml` key of ConfigMap
 //! `cutover-notifications` in the controller's namespace, and its `$NAME` secrets are keys of
-//! Secret `cutover-notifications` there. The install's RBAC lets the controller read exactly
-//! these two objects. Both are read when the controller starts and again every
+//! Secret `cutover-notifications` there. The install's RBAC lets the controller read these two
+//! objects (and keep the outbox, see [`crate::outbox`]). Both are read when the controller starts and again every
 //! [`RELOAD_INTERVAL`]; a change replaces the configuration in use.
 
 use std::collections::BTreeMap;

@@ -55,6 +55,15 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Stops the notifier's deliveries when the controller ends.
+struct StopOnDrop(cutover_notify::Notifier);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
 /// Runs the controller until a termination signal, a lost Lease or a fatal error.
 ///
 /// # Errors
@@ -111,6 +120,12 @@ pub async fn run_with_client(
         }
         None => (None, None),
     };
+    // Deliveries end with this controller (as with a process exit); the outbox keeps them.
+    let _stop_deliveries = notifier.clone().map(StopOnDrop);
+    let outbox = config
+        .notifications_namespace
+        .as_deref()
+        .map(|ns| crate::outbox::Outbox::new(client.clone(), ns));
     let server = config.metrics_addr.map(|addr| {
         tokio::spawn(server::serve(
             addr,
@@ -128,6 +143,12 @@ pub async fn run_with_client(
             Some(lease) => Some(Leader::acquire(client.clone(), lease.clone()).await?),
             None => None,
         };
+        // Only the leader delivers what an earlier controller left.
+        if let (Some(outbox), Some(notifier)) = (&outbox, &notifier)
+            && let Err(e) = crate::outbox::resume(outbox, notifier).await
+        {
+            tracing::error!(error = %e, "notifications: the outbox cannot be read; earlier deliveries are not resumed");
+        }
         let events = EventPublisher::new(
             client.clone(),
             "cutover",
@@ -144,7 +165,8 @@ pub async fn run_with_client(
                 apis,
                 caches,
             )
-            .with_notifier(notifier),
+            .with_notifier(notifier)
+            .with_outbox(outbox),
         );
         // Both controllers stop on the same signal.
         let shutdown = shutdown.boxed().shared();

@@ -19,7 +19,7 @@ use kube::api::{Api, Patch, PatchParams};
 use receiver::{Received, Receiver, triggers_of};
 use serde_json::json;
 use support::kubelet::Kubelet;
-use support::{KubeEnv, hash_of, template, wait_for};
+use support::{KubeEnv, hash_of, wait_for};
 
 const NS: &str = "notify";
 const APP: &str = "shop";
@@ -74,34 +74,11 @@ async fn subscribed_transitions_reach_a_webhook_once_each() {
         "notifications.cutover.dev/subscribe..ops": "",
         "notifications.argoproj.io/subscribe.on-rollout-completed.ops": "release-channel",
     });
-    let manifest = |image: &str| {
-        json!({
-            "apiVersion": "cutover.dev/v1alpha1", "kind": "Rollout",
-            "metadata": { "name": APP, "namespace": NS, "annotations": annotations },
-            "spec": {
-                "replicas": 1,
-                "selector": { "matchLabels": { "app": APP } },
-                "template": template(APP, image),
-                "strategy": { "blueGreen": {
-                    "activeService": format!("{APP}-active"),
-                    "previewService": format!("{APP}-preview"),
-                    "autoPromotionEnabled": false,
-                }},
-            },
-        })
-    };
+    let manifest = |image: &str| support::manual_blue_green(NS, APP, image, &annotations);
     let rollouts: Api<Rollout> = Api::namespaced(client.clone(), NS);
     let phase_is = |phase: RolloutPhase, hash: String| {
         let rollouts = rollouts.clone();
-        async move {
-            wait_for(90, &format!("{phase:?} on {hash}"), || async {
-                let r = rollouts.get(APP).await.ok()?;
-                let s = r.status.as_ref()?;
-                (s.phase == Some(phase) && s.current_pod_hash.as_deref() == Some(hash.as_str()))
-                    .then_some(r)
-            })
-            .await
-        }
+        async move { support::wait_phase(&rollouts, APP, phase, &hash).await }
     };
     env.apply(manifest("shop:1")).await;
     phase_is(RolloutPhase::Healthy, hash_of(APP, "shop:1")).await;

@@ -19,6 +19,7 @@ use http_body_util::Full;
 use jiff::Timestamp;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{NotificationConfig, ServiceKind};
 use crate::message::{Notification, RolloutFacts, notification, signature};
@@ -107,6 +108,8 @@ struct Inner {
     /// The queue's size, fixed at start: also the cap of a durable outbox.
     queue_size: usize,
     counters: Arc<Counters>,
+    /// Cancelled by [`Notifier::stop`]: the worker and every delivery in flight end.
+    stopped: CancellationToken,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -128,6 +131,7 @@ impl Notifier {
             queue,
             queue_size,
             counters,
+            stopped: CancellationToken::new(),
         });
         tokio::spawn(work(inner.clone(), jobs));
         Self { inner }
@@ -137,6 +141,13 @@ impl Notifier {
     /// yet (one to a service that is gone is dropped). The queue keeps its size.
     pub fn replace_config(&self, config: NotificationConfig) {
         self.inner.config.store(Arc::new(config));
+    }
+
+    /// Ends the worker and every delivery in flight, as a process exit would: their `finished`
+    /// callbacks never run, so a durable outbox keeps those jobs for the next start. For a
+    /// controller that stops inside a longer-lived process (tests, an embedding program).
+    pub fn stop(&self) {
+        self.inner.stopped.cancel();
     }
 
     /// The counters.
@@ -222,16 +233,33 @@ impl Notifier {
 async fn work(inner: Arc<Inner>, mut jobs: mpsc::Receiver<Queued>) {
     let http = HttpClient::new();
     let slots = Arc::new(Semaphore::new(CONCURRENCY));
-    while let Some(Queued { job, finished }) = jobs.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
+    let stopped = inner.stopped.clone();
+    loop {
+        let next = tokio::select! {
+            () = stopped.cancelled() => return,
+            next = jobs.recv() => next,
+        };
+        let Some(Queued { job, finished }) = next else {
+            return;
+        };
+        let slot = tokio::select! {
+            () = stopped.cancelled() => return,
+            slot = slots.clone().acquire_owned() => slot,
+        };
+        let Ok(slot) = slot else {
             return;
         };
         let (inner, http) = (inner.clone(), http.clone());
         tokio::spawn(async move {
-            deliver(&inner, &http, job).await;
-            drop(slot);
-            if let Some(finished) = finished {
-                finished();
+            tokio::select! {
+                // Unfinished: a durable outbox keeps the job.
+                () = inner.stopped.cancelled() => {}
+                () = deliver(&inner, &http, job) => {
+                    drop(slot);
+                    if let Some(finished) = finished {
+                        finished();
+                    }
+                }
             }
         });
     }

@@ -359,6 +359,45 @@ pub fn template(app: &str, image: &str) -> serde_json::Value {
     })
 }
 
+/// A blue/green Rollout `app` in `ns` running `image` behind Services `<app>-active` and
+/// `<app>-preview`, waiting for promotion, with `annotations`.
+pub fn manual_blue_green(
+    ns: &str,
+    app: &str,
+    image: &str,
+    annotations: &serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "cutover.dev/v1alpha1", "kind": "Rollout",
+        "metadata": { "name": app, "namespace": ns, "annotations": annotations },
+        "spec": {
+            "replicas": 1,
+            "selector": { "matchLabels": { "app": app } },
+            "template": template(app, image),
+            "strategy": { "blueGreen": {
+                "activeService": format!("{app}-active"),
+                "previewService": format!("{app}-preview"),
+                "autoPromotionEnabled": false,
+            }},
+        },
+    })
+}
+
+/// Waits (90 s at most) until Rollout `app` is in `phase` on pod template hash `hash`.
+pub async fn wait_phase(
+    rollouts: &Api<cutover_core::api::Rollout>,
+    app: &str,
+    phase: cutover_core::api::RolloutPhase,
+    hash: &str,
+) -> cutover_core::api::Rollout {
+    wait_for(90, &format!("{phase:?} on {hash}"), || async {
+        let r = rollouts.get(app).await.ok()?;
+        let s = r.status.as_ref()?;
+        (s.phase == Some(phase) && s.current_pod_hash.as_deref() == Some(hash)).then_some(r)
+    })
+    .await
+}
+
 /// The `rollouts-pod-template-hash` of [`template`]`(app, image)`.
 pub fn hash_of(app: &str, image: &str) -> String {
     cutover_core::hash::pod_template_hash(

@@ -1,0 +1,254 @@
+//! The notification outbox on Kubernetes: ConfigMap `cutover-notifications-outbox` in the
+//! controller's notifications namespace holds every notification not yet delivered or given
+//! up, one data key per job (a hash of its idempotency key, service and recipient) with the
+//! job as JSON. A job is stored after the status write was accepted and before it is queued in
+//! memory, and removed once finished; a controller that starts (as the leader, when leader
+//! election is on) queues every stored job again with its original idempotency key, so what a
+//! restart interrupted is still delivered (at-least-once).
+//!
+//! Writers add keys with a merge patch carrying the resourceVersion they read, so two workers
+//! (or two controllers during a handover) never push the outbox past its cap
+//! (`delivery.queueSize`): a conflict reads again. Removal is a merge patch setting the key to
+//! null, which needs no precondition.
+
+use std::collections::BTreeMap;
+
+use cutover_notify::{Job, Notifier};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Client, Resource as _};
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::Error;
+
+/// Name of the outbox ConfigMap.
+pub const NAME: &str = "cutover-notifications-outbox";
+/// Tries of a write that keeps meeting other writers' changes.
+const WRITE_TRIES: usize = 10;
+
+/// The outbox of one namespace.
+#[derive(Clone)]
+pub struct Outbox {
+    config_maps: Api<ConfigMap>,
+    ns: String,
+}
+
+impl Outbox {
+    pub fn new(client: Client, ns: &str) -> Self {
+        Self {
+            config_maps: Api::namespaced(client, ns),
+            ns: ns.to_string(),
+        }
+    }
+
+    /// Stores `jobs` while the outbox holds fewer than `cap`; returns the stored jobs with
+    /// their keys, and the jobs that had no room.
+    pub async fn store(
+        &self,
+        jobs: Vec<Job>,
+        cap: usize,
+    ) -> Result<(Vec<(String, Job)>, Vec<Job>), Error> {
+        let keyed: Vec<(String, Job)> = jobs.into_iter().map(|j| (key_of(&j), j)).collect();
+        for _ in 0..WRITE_TRIES {
+            let current = self
+                .config_maps
+                .get_opt(NAME)
+                .await
+                .map_err(|e| Error::kube(self.what("read"), e))?;
+            let (present, version) = match &current {
+                Some(cm) => (
+                    cm.data.clone().unwrap_or_default(),
+                    cm.meta().resource_version.clone(),
+                ),
+                None => (BTreeMap::new(), None),
+            };
+            let room = cap.saturating_sub(present.len());
+            let (mut stored, mut dropped) = (Vec::new(), Vec::new());
+            let mut added = BTreeMap::new();
+            for (key, job) in keyed.iter().cloned() {
+                if present.contains_key(&key) || added.contains_key(&key) {
+                    // Already stored (a pass repeated): it is being delivered.
+                    continue;
+                }
+                if added.len() < room {
+                    added.insert(key.clone(), encode(&job));
+                    stored.push((key, job));
+                } else {
+                    dropped.push(job);
+                }
+            }
+            if added.is_empty() {
+                return Ok((stored, dropped));
+            }
+            let written = match version {
+                None => self.create(added).await,
+                Some(version) => {
+                    let patch = json!({
+                        "metadata": { "resourceVersion": version },
+                        "data": added,
+                    });
+                    self.config_maps
+                        .patch(NAME, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .map(|_| ())
+                }
+            };
+            match written {
+                Ok(()) => return Ok((stored, dropped)),
+                // Another writer got there first (or created it): read again.
+                Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => continue,
+                Err(e) => return Err(Error::kube(self.what("write"), e)),
+            }
+        }
+        Err(Error::Config(format!(
+            "{} kept changing under {WRITE_TRIES} writes in a row; the notifications were not stored",
+            self.what("write")
+        )))
+    }
+
+    async fn create(&self, data: BTreeMap<String, String>) -> Result<(), kube::Error> {
+        let mut config_map = ConfigMap {
+            data: Some(data),
+            ..ConfigMap::default()
+        };
+        config_map.meta_mut().name = Some(NAME.into());
+        config_map.meta_mut().labels = Some(BTreeMap::from([(
+            "app.kubernetes.io/name".to_string(),
+            "cutover".to_string(),
+        )]));
+        self.config_maps
+            .create(&PostParams::default(), &config_map)
+            .await
+            .map(|_| ())
+    }
+
+    /// Removes the job stored under `key` (nothing when it is gone already).
+    pub async fn remove(&self, key: &str) -> Result<(), Error> {
+        let patch = json!({ "data": { key: null } });
+        match self
+            .config_maps
+            .patch(NAME, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(Error::kube(self.what("remove a job from"), e)),
+        }
+    }
+
+    /// Every stored entry: its key and the job, or why it cannot be read.
+    pub async fn pending(&self) -> Result<Vec<(String, Result<Job, String>)>, Error> {
+        let current = self
+            .config_maps
+            .get_opt(NAME)
+            .await
+            .map_err(|e| Error::kube(self.what("read"), e))?;
+        Ok(current
+            .and_then(|cm| cm.data)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, json)| {
+                let job = serde_json::from_str(&json).map_err(|e| e.to_string());
+                (key, job)
+            })
+            .collect())
+    }
+
+    fn what(&self, action: &str) -> String {
+        format!("{action} ConfigMap {}/{NAME}", self.ns)
+    }
+}
+
+/// Stores `jobs` and queues each for delivery, to be removed once finished. A job the outbox
+/// or the queue has no room for is dropped and counted. When the outbox cannot be written the
+/// jobs are queued in memory only (delivered unless the controller stops first).
+pub async fn announce(outbox: &Outbox, notifier: &Notifier, jobs: Vec<Job>) {
+    if jobs.is_empty() {
+        return;
+    }
+    match outbox.store(jobs.clone(), notifier.queue_size()).await {
+        Ok((stored, dropped)) => {
+            for job in &dropped {
+                notifier.count_dropped(job);
+            }
+            for (key, job) in stored {
+                hand_over(outbox, notifier, key, job).await;
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "notifications: the outbox cannot be written; queued in memory only");
+            for job in jobs {
+                if !notifier.deliver_then(job.clone(), Box::new(|| {})) {
+                    notifier.count_dropped(&job);
+                }
+            }
+        }
+    }
+}
+
+/// Queues every stored job again (a controller starts): what the last controller did not
+/// finish is delivered with its original idempotency key. Unreadable entries are removed.
+pub async fn resume(outbox: &Outbox, notifier: &Notifier) -> Result<usize, Error> {
+    let mut resumed = 0;
+    for (key, job) in outbox.pending().await? {
+        match job {
+            Ok(job) => {
+                hand_over(outbox, notifier, key, job).await;
+                resumed += 1;
+            }
+            Err(why) => {
+                tracing::error!(key, "notification outbox: unreadable entry removed: {why}");
+                outbox.remove(&key).await?;
+            }
+        }
+    }
+    if resumed > 0 {
+        tracing::info!(
+            resumed,
+            "notifications: resumed the deliveries a previous controller left"
+        );
+    }
+    Ok(resumed)
+}
+
+/// Queues a stored job; it leaves the outbox once delivered or given up, or at once when the
+/// in-memory queue is full (dropped and counted).
+async fn hand_over(outbox: &Outbox, notifier: &Notifier, key: String, job: Job) {
+    let remover = outbox.clone();
+    let finished_key = key.clone();
+    let finished = Box::new(move || {
+        tokio::spawn(async move {
+            if let Err(e) = remover.remove(&finished_key).await {
+                // Left in the outbox: sent once more by the next controller, which receivers
+                // drop by its idempotency key.
+                tracing::warn!(error = %e, "notifications: a finished job stays in the outbox");
+            }
+        });
+    });
+    if !notifier.deliver_then(job.clone(), finished) {
+        notifier.count_dropped(&job);
+        if let Err(e) = outbox.remove(&key).await {
+            tracing::warn!(error = %e, "notifications: a dropped job stays in the outbox");
+        }
+    }
+}
+
+/// The outbox key of a job: one per transition and target, valid as a ConfigMap data key.
+fn key_of(job: &Job) -> String {
+    let mut hash = Sha256::new();
+    hash.update(job.notification.idempotency_key.as_bytes());
+    hash.update(b"\n");
+    hash.update(job.target.service.as_bytes());
+    hash.update(b"\n");
+    if let Some(recipient) = &job.target.recipient {
+        hash.update(b"to:");
+        hash.update(recipient.as_bytes());
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A job as stored: plain data, so encoding cannot fail.
+fn encode(job: &Job) -> String {
+    serde_json::to_string(job).unwrap_or_default()
+}
