@@ -507,6 +507,22 @@ fn summary(kind: PhaseKind, o: &Outcome) {
             rate,
             o.report.max_batch_millis
         );
+        let p = &o.report.pacing;
+        if p.mode == "adaptive" {
+            eprintln!(
+                "  adaptive pacing: {} backoffs ({} batches blocked writers, {} waited on a writer{}), smallest batch {}, paused {:.0} ms",
+                p.backoffs,
+                p.batches_blocking_writers,
+                p.batches_waiting,
+                if p.watched_locks {
+                    ""
+                } else {
+                    "; lock waits not watched"
+                },
+                p.smallest_batch,
+                p.paused_millis
+            );
+        }
     }
     if let Some(f) = &o.forced {
         eprintln!("  FORCED by {} ({}): {}", f.by, f.reason, f.gate);
