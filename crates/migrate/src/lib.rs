@@ -11,6 +11,7 @@
 
 pub mod file;
 pub mod names;
+pub mod pacing;
 pub mod pg;
 pub mod plan;
 pub mod precheck;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 pub use file::{Migration, load_dir};
+pub use pacing::{Pacing, PacingReport};
 pub use plan::{Dialect, PhaseKind, Plan, Step, compile};
 pub use state::{Phase, Record, Refusal, RolloutFacts};
 
@@ -163,10 +165,10 @@ pub struct Options {
     pub lock_timeout: Duration,
     /// Attempts per statement group before giving up on a lock.
     pub lock_attempts: u32,
-    /// Rows per backfill batch.
+    /// Rows per backfill batch (with adaptive pacing: the first and the largest batch).
     pub batch_size: u32,
-    /// Pause between batches, to leave room for the application's own writes.
-    pub throttle: Duration,
+    /// How batches are paced: adaptive (the default) or a fixed pause between batches.
+    pub pacing: Pacing,
     /// Draw a progress bar (on a terminal).
     pub progress: bool,
     /// Set (by a Ctrl-C handler) to stop the backfill after the batch in flight.
@@ -179,7 +181,7 @@ impl Default for Options {
             lock_timeout: Duration::from_millis(500),
             lock_attempts: 20,
             batch_size: 1000,
-            throttle: Duration::ZERO,
+            pacing: Pacing::default(),
             progress: false,
             stop: None,
         }
@@ -210,6 +212,8 @@ pub struct Report {
     pub backfill_seconds: f64,
     /// The longest batch transaction, in milliseconds.
     pub max_batch_millis: f64,
+    /// What the pacing saw and decided.
+    pub pacing: PacingReport,
 }
 
 /// One phase to apply.

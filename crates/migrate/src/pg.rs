@@ -9,6 +9,7 @@
 mod backfill;
 mod catalog;
 mod exec;
+mod lockwatch;
 
 use std::time::Duration;
 
@@ -47,6 +48,8 @@ const ADVISORY_KEY: i64 = 0x0063_7574_6f76_6572; // "cutover" in ASCII
 pub struct Postgres {
     client: Client,
     locked: bool,
+    /// Kept to open the backfill's lock-watching session.
+    url: String,
 }
 
 pub(crate) fn pg_err(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
@@ -108,6 +111,7 @@ impl Postgres {
         Ok(Self {
             client,
             locked: false,
+            url: url.to_owned(),
         })
     }
 

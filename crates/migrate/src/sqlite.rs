@@ -5,11 +5,12 @@
 //! constraints need a table rebuild there and are refused with the reason.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::file::{AddColumn, DualWrite};
+use crate::pacing::{BatchSignal, Pacer};
 use crate::plan::{Dialect, Plan, Step, ddl, trigger_name};
 use crate::precheck::{Catalog, Table, Wanted};
 use crate::state::{Checkpoint, Forced, Phase, Record};
@@ -227,8 +228,12 @@ impl Sqlite {
             .and_then(|c| c.last.as_ref())
             .and_then(|l| l.parse().ok())
             .unwrap_or(i64::MIN);
+        // SQLite has no view of other sessions' lock waits: the adaptive pacing goes by batch
+        // latency and busy waits alone.
+        let mut pacer = Pacer::new(&options.pacing, options.batch_size, &mut report.pacing);
         let started = Instant::now();
         loop {
+            let keys = pacer.batch_size().max(1);
             let batch = Instant::now();
             let tx = self
                 .conn
@@ -243,7 +248,7 @@ impl Sqlite {
                     ))
                     .map_err(sq("preparing the backfill"))?;
                 let rows = stmt
-                    .query_map(params![last, max, options.batch_size.max(1)], |r| r.get(0))
+                    .query_map(params![last, max, keys], |r| r.get(0))
                     .map_err(sq("backfilling"))?;
                 rows.collect::<Result<_, _>>().map_err(sq("backfilling"))?
             };
@@ -268,11 +273,16 @@ impl Sqlite {
             last = newest;
             report.rows += n;
             report.batches += 1;
-            report.max_batch_millis = report
-                .max_batch_millis
-                .max(batch.elapsed().as_secs_f64() * 1000.0);
-            if options.throttle > Duration::ZERO {
-                std::thread::sleep(options.throttle);
+            let millis = batch.elapsed().as_secs_f64() * 1000.0;
+            report.max_batch_millis = report.max_batch_millis.max(millis);
+            let signal = BatchSignal {
+                rows: u64::from(keys),
+                millis,
+                ..BatchSignal::default()
+            };
+            let pause = pacer.after_batch(&signal, &mut report.pacing);
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
             }
         }
         report.backfill_seconds += started.elapsed().as_secs_f64();

@@ -15,7 +15,7 @@ use cutover_migrate::pg::Postgres;
 use cutover_migrate::sqlite::Sqlite;
 use cutover_migrate::state::{self, RolloutFacts};
 use cutover_migrate::{
-    Backend, Dialect, Error, Migration, Options, Outcome, PhaseKind, Record, Request,
+    Backend, Dialect, Error, Migration, Options, Outcome, Pacing, PhaseKind, Record, Request,
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -66,12 +66,17 @@ enum MigrateCommand {
     Backfill {
         #[command(flatten)]
         run: Run,
-        /// Rows per batch transaction.
+        /// Rows per batch transaction (adaptive pacing: the first and the largest batch).
         #[arg(long, default_value_t = 1000)]
         batch_size: u32,
-        /// Pause between batches (e.g. 10ms), to leave room for the application.
-        #[arg(long, value_parser = parse_duration)]
+        /// A fixed pause between batches (e.g. 10ms) instead of the adaptive pacing, which
+        /// shrinks batches and lengthens pauses while the application's writers wait on the
+        /// backfill's locks or batches slow down, and grows them back once that stops.
+        #[arg(long, value_parser = parse_duration, conflicts_with = "max_rate")]
         throttle: Option<Duration>,
+        /// Adaptive pacing: never backfill faster than this many rows per second.
+        #[arg(long, value_name = "ROWS_PER_SECOND")]
+        max_rate: Option<u32>,
     },
     /// Drop the old shape. Refused while the rollout's old revision runs and before the bake
     /// period has passed.
@@ -213,9 +218,15 @@ fn options(command: &MigrateCommand) -> Options {
             run,
             batch_size,
             throttle,
+            max_rate,
         } => {
             o.batch_size = *batch_size;
-            o.throttle = throttle.unwrap_or_default();
+            o.pacing = match throttle {
+                Some(pause) => Pacing::Fixed(*pause),
+                None => Pacing::Adaptive {
+                    max_rows_per_second: *max_rate,
+                },
+            };
             Some(run)
         }
         MigrateCommand::Contract { run, .. } => Some(run),
@@ -496,6 +507,22 @@ fn summary(kind: PhaseKind, o: &Outcome) {
             rate,
             o.report.max_batch_millis
         );
+        let p = &o.report.pacing;
+        if p.mode == "adaptive" {
+            eprintln!(
+                "  adaptive pacing: {} backoffs ({} batches blocked writers, {} waited on a writer{}), smallest batch {}, paused {:.0} ms",
+                p.backoffs,
+                p.batches_blocking_writers,
+                p.batches_waiting,
+                if p.watched_locks {
+                    ""
+                } else {
+                    "; lock waits not watched"
+                },
+                p.smallest_batch,
+                p.paused_millis
+            );
+        }
     }
     if let Some(f) = &o.forced {
         eprintln!("  FORCED by {} ({}): {}", f.by, f.reason, f.gate);

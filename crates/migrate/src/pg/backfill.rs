@@ -13,8 +13,10 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
+use super::lockwatch::{LockWatch, Seen};
 use super::{backoff, literal, pg_err};
 use crate::file::{Ident, QualifiedName};
+use crate::pacing::{BatchSignal, Pacer};
 use crate::state::Checkpoint;
 use crate::{Error, Options, Report};
 
@@ -56,6 +58,7 @@ fn first_row(messages: &[SimpleQueryMessage]) -> Option<&tokio_postgres::SimpleQ
 /// Runs one backfill step.
 pub(crate) async fn run(
     client: &Client,
+    url: &str,
     t: &Target<'_>,
     resume: Option<&Checkpoint>,
     options: &Options,
@@ -98,6 +101,13 @@ pub(crate) async fn run(
         ProgressBar::hidden()
     };
     let mut last = resume.and_then(|c| c.last.clone());
+    let mut pacer = Pacer::new(&options.pacing, options.batch_size, &mut report.pacing);
+    let watch = if pacer.adaptive() {
+        LockWatch::connect(url, client).await
+    } else {
+        None
+    };
+    report.pacing.watched_locks = watch.is_some();
     let started = Instant::now();
     loop {
         if let Some(stop) = &options.stop
@@ -110,6 +120,7 @@ pub(crate) async fn run(
             .as_ref()
             .map(|l| format!("{pk} > {}::{pk_type} AND ", literal(l)))
             .unwrap_or_default();
+        let keys = pacer.batch_size().max(1);
         // One round trip per batch: its key range, the update and the checkpoint commit
         // together. The range's upper key comes from the primary-key index alone (no row is
         // read or locked for it); the UPDATE then walks exactly that index range and locks only
@@ -134,31 +145,43 @@ WITH bound AS (
 )
 SELECT (SELECT hi::text FROM bound), (SELECT count(*) FROM done)::text, (SELECT count(*) FROM saved)::text;
 COMMIT;",
-            offset = options.batch_size.max(1) - 1,
+            offset = keys - 1,
             expr = t.expr,
             step = t.step,
             max_text = literal(&max),
             name = literal(t.migration),
         );
-        let mut attempt = 1;
         let batch_start = Instant::now();
-        let messages = loop {
-            match client.simple_query(&sql).await {
-                Ok(m) => break m,
-                Err(e) => {
-                    // The failed statement left the transaction aborted: end it before
-                    // anything else runs on this session.
-                    let _ = client.batch_execute("ROLLBACK").await;
-                    let lock =
-                        e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE);
-                    if lock && attempt < options.lock_attempts {
-                        tokio::time::sleep(backoff(attempt)).await;
-                        attempt += 1;
-                        continue;
+        let attempt = async {
+            let mut attempt = 1;
+            loop {
+                match client.simple_query(&sql).await {
+                    Ok(m) => break Ok((m, attempt)),
+                    Err(e) => {
+                        // The failed statement left the transaction aborted: end it before
+                        // anything else runs on this session.
+                        let _ = client.batch_execute("ROLLBACK").await;
+                        let lock =
+                            e.code() == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE);
+                        if lock && attempt < options.lock_attempts {
+                            tokio::time::sleep(backoff(attempt)).await;
+                            attempt += 1;
+                            continue;
+                        }
+                        break Err(e);
                     }
-                    bar.abandon();
-                    return Err(pg_err(format!("backfilling {}.{}", t.table, t.column))(e));
                 }
+            }
+        };
+        let (outcome, seen) = match &watch {
+            Some(w) => w.during(attempt).await,
+            None => (attempt.await, Seen::default()),
+        };
+        let (messages, attempts) = match outcome {
+            Ok(done) => done,
+            Err(e) => {
+                bar.abandon();
+                return Err(pg_err(format!("backfilling {}.{}", t.table, t.column))(e));
             }
         };
         let millis = batch_start.elapsed().as_secs_f64() * 1000.0;
@@ -180,8 +203,15 @@ COMMIT;",
         if finished {
             break;
         }
-        if !options.throttle.is_zero() {
-            tokio::time::sleep(options.throttle).await;
+        let signal = BatchSignal {
+            rows: u64::from(keys),
+            millis,
+            blocked_writers: seen.blocked_writers,
+            backfill_waited: seen.backfill_waited || attempts > 1,
+        };
+        let pause = pacer.after_batch(&signal, &mut report.pacing);
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
         }
     }
     bar.finish_and_clear();

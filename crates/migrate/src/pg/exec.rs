@@ -190,7 +190,7 @@ impl Postgres {
                         column,
                         expr,
                     };
-                    backfill::run(&self.client, &target, resume, options, report)
+                    backfill::run(&self.client, &self.url, &target, resume, options, report)
                         .await
                         .map_err(|e| (i, e))?;
                 }
