@@ -26,6 +26,52 @@ use crate::error::Error;
 pub const NAME: &str = "cutover-notifications-outbox";
 /// Tries of a write that keeps meeting other writers' changes.
 const WRITE_TRIES: usize = 10;
+/// What the outbox may hold in total. The API server refuses an object over about 1.5 MB
+/// (etcd's request limit) and a ConfigMap's data over 1 MiB; a job that would cross this is
+/// dropped and counted like one beyond `delivery.queueSize`, instead of failing every write.
+const MAX_BYTES: usize = 900 * 1024;
+
+/// The outcome of fitting new jobs into the stored ones.
+struct Choice {
+    /// Entries to add: key → encoded job.
+    added: BTreeMap<String, String>,
+    /// The jobs added, with their keys.
+    stored: Vec<(String, Job)>,
+    /// The jobs that had no room (by count or by size).
+    dropped: Vec<Job>,
+}
+
+/// Fits `keyed` into the outbox holding `present`: at most `cap` entries and `max_bytes` of
+/// keys and values. A job already stored (a pass repeated) is neither added nor dropped: it is
+/// being delivered.
+fn choose(
+    present: &BTreeMap<String, String>,
+    keyed: &[(String, Job)],
+    cap: usize,
+    max_bytes: usize,
+) -> Choice {
+    let mut bytes: usize = present.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let mut choice = Choice {
+        added: BTreeMap::new(),
+        stored: Vec::new(),
+        dropped: Vec::new(),
+    };
+    for (key, job) in keyed.iter().cloned() {
+        if present.contains_key(&key) || choice.added.contains_key(&key) {
+            continue;
+        }
+        let encoded = encode(&job);
+        let size = key.len() + encoded.len();
+        if present.len() + choice.added.len() < cap && bytes + size <= max_bytes {
+            bytes += size;
+            choice.added.insert(key.clone(), encoded);
+            choice.stored.push((key, job));
+        } else {
+            choice.dropped.push(job);
+        }
+    }
+    choice
+}
 
 /// The outbox of one namespace.
 #[derive(Clone)]
@@ -63,21 +109,11 @@ impl Outbox {
                 ),
                 None => (BTreeMap::new(), None),
             };
-            let room = cap.saturating_sub(present.len());
-            let (mut stored, mut dropped) = (Vec::new(), Vec::new());
-            let mut added = BTreeMap::new();
-            for (key, job) in keyed.iter().cloned() {
-                if present.contains_key(&key) || added.contains_key(&key) {
-                    // Already stored (a pass repeated): it is being delivered.
-                    continue;
-                }
-                if added.len() < room {
-                    added.insert(key.clone(), encode(&job));
-                    stored.push((key, job));
-                } else {
-                    dropped.push(job);
-                }
-            }
+            let Choice {
+                added,
+                stored,
+                dropped,
+            } = choose(&present, &keyed, cap, MAX_BYTES);
             if added.is_empty() {
                 return Ok((stored, dropped));
             }
@@ -251,4 +287,64 @@ fn key_of(job: &Job) -> String {
 /// A job as stored: plain data, so encoding cannot fail.
 fn encode(job: &Job) -> String {
     serde_json::to_string(job).unwrap_or_default()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn job(key: &str, text_len: usize) -> Job {
+        serde_json::from_value(json!({
+            "notification": {
+                "idempotencyKey": key, "trigger": "on-completed", "rollout": "web",
+                "namespace": "shop", "revision": 2, "images": ["web:2"], "phase": "Healthy",
+                "reason": "RolloutCompleted", "message": "", "switchLatencySeconds": null,
+                "at": "2026-12-07T00:00:00Z", "text": "x".repeat(text_len), "recipient": null,
+            },
+            "target": { "service": "hook", "recipient": null },
+        }))
+        .unwrap()
+    }
+
+    fn keyed(jobs: &[Job]) -> Vec<(String, Job)> {
+        jobs.iter().map(|j| (key_of(j), j.clone())).collect()
+    }
+
+    #[test]
+    fn new_jobs_fill_the_room_left_by_count_and_the_rest_are_dropped() {
+        let present = BTreeMap::from([(key_of(&job("a", 10)), encode(&job("a", 10)))]);
+        let new = keyed(&[job("a", 10), job("b", 10), job("c", 10), job("d", 10)]);
+        let choice = choose(&present, &new, 3, MAX_BYTES);
+        let stored: Vec<&str> = choice
+            .stored
+            .iter()
+            .map(|(_, j)| j.notification.idempotency_key.as_str())
+            .collect();
+        assert_eq!(
+            stored,
+            ["b", "c"],
+            "`a` is stored already and is not dropped"
+        );
+        assert_eq!(choice.added.len(), 2);
+        assert_eq!(choice.dropped.len(), 1);
+        assert_eq!(choice.dropped[0].notification.idempotency_key, "d");
+    }
+
+    #[test]
+    fn a_job_that_would_push_the_config_map_past_its_size_is_dropped() {
+        let big = job("big", 600 * 1024);
+        let present = BTreeMap::from([(key_of(&big), encode(&big))]);
+        let new = keyed(&[job("large", 400 * 1024), job("small", 100)]);
+        let choice = choose(&present, &new, 1000, MAX_BYTES);
+        assert_eq!(choice.stored.len(), 1);
+        assert_eq!(choice.stored[0].1.notification.idempotency_key, "small");
+        assert_eq!(choice.dropped[0].notification.idempotency_key, "large");
+        let total: usize = present
+            .iter()
+            .chain(choice.added.iter())
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        assert!(total <= MAX_BYTES);
+    }
 }
