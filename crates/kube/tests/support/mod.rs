@@ -229,8 +229,14 @@ impl KubeEnv {
         }
     }
 
-    /// Server-side applies any object.
-    pub async fn apply(&self, value: serde_json::Value) {
+    /// Server-side applies any object. On servers before 1.25 a CRD goes without its CEL
+    /// validation rules (`x-kubernetes-validations`), which those servers' server-side apply
+    /// refuses as an undeclared field; `kubectl apply` (client-side) drops them there the same
+    /// way (docs/kubernetes.md).
+    pub async fn apply(&self, mut value: serde_json::Value) {
+        if value["kind"] == "CustomResourceDefinition" && self.minor_version().await < 25 {
+            strip_cel_rules(&mut value);
+        }
         let obj: DynamicObject = serde_json::from_value(value.clone()).unwrap();
         let types = obj.types.clone().expect("apiVersion and kind");
         let gvk = GroupVersionKind::try_from(&types).unwrap();
@@ -254,6 +260,19 @@ impl KubeEnv {
         )
         .await
         .unwrap_or_else(|e| panic!("apply {} {name}: {e}", gvk.kind));
+    }
+
+    /// The server's minor version (`20` for v1.20.2).
+    pub async fn minor_version(&self) -> u32 {
+        let info = self
+            .client
+            .apiserver_version()
+            .await
+            .expect("server version");
+        info.minor
+            .trim_end_matches('+')
+            .parse()
+            .expect("numeric minor version")
     }
 
     /// Services `APP-active` and `APP-preview` in `ns`, selecting pods labelled `app: APP`
@@ -404,4 +423,16 @@ pub fn hash_of(app: &str, image: &str) -> String {
         &serde_json::from_value(template(app, image)).unwrap(),
         None,
     )
+}
+
+/// Removes every `x-kubernetes-validations` from a CRD's schemas.
+fn strip_cel_rules(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.remove("x-kubernetes-validations");
+            map.values_mut().for_each(strip_cel_rules);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_cel_rules),
+        _ => {}
+    }
 }
