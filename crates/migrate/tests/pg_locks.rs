@@ -6,7 +6,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::request;
-use cutover_migrate::pg::Postgres;
 use cutover_migrate::{Options, PhaseKind, execute};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -17,14 +16,7 @@ async fn expand_waits_out_a_held_lock_without_blocking_writers() {
         lock_timeout: Duration::from_millis(100),
         ..common::options()
     };
-    let mut pg = Postgres::connect(&url, &options)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    for c in [PhaseKind::Expand, PhaseKind::Backfill, PhaseKind::Contract] {
-        execute(&mut pg, &migrations, &request(c), &options)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+    let mut pg = common::connect_with_users_table(&url, &migrations, &options).await;
     // Another session holds a lock that conflicts with ALTER TABLE for 1.5 s.
     let holder = common::client(&url).await;
     holder
@@ -83,14 +75,7 @@ async fn gives_up_with_a_clear_error_when_the_lock_never_comes() {
         lock_attempts: 3,
         ..common::options()
     };
-    let mut pg = Postgres::connect(&url, &options)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    for c in [PhaseKind::Expand, PhaseKind::Backfill, PhaseKind::Contract] {
-        execute(&mut pg, &migrations, &request(c), &options)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+    let mut pg = common::connect_with_users_table(&url, &migrations, &options).await;
     let holder = common::client(&url).await;
     holder
         .batch_execute("BEGIN; LOCK TABLE users IN SHARE MODE")

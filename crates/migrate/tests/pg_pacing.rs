@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::request;
 use cutover_migrate::pacing::Harm;
-use cutover_migrate::pg::Postgres;
 use cutover_migrate::{Options, Pacing, PhaseKind, execute};
 
 /// Polls `sql` (one boolean) until it is true; panics with `what` after 60 s.
@@ -40,14 +39,7 @@ async fn adaptive_backfill_backs_off_when_writers_wait_and_still_fills_every_row
         pacing: Pacing::default(),
         ..common::options()
     };
-    let mut pg = Postgres::connect(&url, &options)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    for c in [PhaseKind::Expand, PhaseKind::Backfill, PhaseKind::Contract] {
-        execute(&mut pg, &migrations, &request(c), &options)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+    let mut pg = common::connect_with_users_table(&url, &migrations, &options).await;
     let admin = common::client(&url).await;
     admin
         .batch_execute(
@@ -169,14 +161,7 @@ async fn a_fixed_throttle_keeps_the_batch_size() {
         pacing: Pacing::Fixed(Duration::from_millis(1)),
         ..common::options()
     };
-    let mut pg = Postgres::connect(&url, &options)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    for c in [PhaseKind::Expand, PhaseKind::Backfill, PhaseKind::Contract] {
-        execute(&mut pg, &migrations, &request(c), &options)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+    let mut pg = common::connect_with_users_table(&url, &migrations, &options).await;
     let admin = common::client(&url).await;
     admin
         .batch_execute(

@@ -124,14 +124,7 @@ async fn through_backfill(prefix: &str) -> (String, Postgres, Expected, Arc<RwLo
     let url = common::database(prefix).await;
     let migrations = common::example_migrations(&["000", "001"]);
     let options = common::options();
-    let mut pg = Postgres::connect(&url, &options)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    for c in [PhaseKind::Expand, PhaseKind::Backfill, PhaseKind::Contract] {
-        execute(&mut pg, &migrations, &request(c), &options)
-            .await
-            .unwrap_or_else(|e| panic!("000 {c}: {e}"));
-    }
+    let mut pg = common::connect_with_users_table(&url, &migrations, &options).await;
     let db = common::client(&url).await;
     db.batch_execute(
         "INSERT INTO users (user_name) SELECT 'seed-' || g FROM generate_series(1, 5000) g",

@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use cutover_migrate::pg::Postgres;
 use cutover_migrate::test_cluster::{self, Cluster};
-use cutover_migrate::{Migration, Options, PhaseKind, Request};
+use cutover_migrate::{Migration, Options, PhaseKind, Request, execute};
 
 /// The cluster; a missing PostgreSQL fails the test with the reason (never a silent skip).
 pub fn cluster() -> &'static Cluster {
@@ -63,4 +64,22 @@ pub fn request(command: PhaseKind) -> Request {
         force: None,
         now: jiff::Timestamp::now(),
     }
+}
+
+/// Connects to `url` and runs the first migration of `migrations` (000, which creates the users
+/// table) to its end: expand, backfill, contract. The scenarios start from there.
+pub async fn connect_with_users_table(
+    url: &str,
+    migrations: &[Migration],
+    options: &Options,
+) -> Postgres {
+    let mut pg = Postgres::connect(url, options)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for c in [PhaseKind::Expand, PhaseKind::Backfill, PhaseKind::Contract] {
+        execute(&mut pg, migrations, &request(c), options)
+            .await
+            .unwrap_or_else(|e| panic!("000 {c}: {e}"));
+    }
+    pg
 }
