@@ -275,6 +275,10 @@ impl Sqlite {
             report.batches += 1;
             let millis = batch.elapsed().as_secs_f64() * 1000.0;
             report.max_batch_millis = report.max_batch_millis.max(millis);
+            if newest >= max {
+                // The last row is done: no pause, and no empty transaction to find that out.
+                break;
+            }
             let signal = BatchSignal {
                 rows: u64::from(keys),
                 millis,
