@@ -214,11 +214,7 @@ pub async fn announce(outbox: &Outbox, notifier: &Notifier, jobs: Vec<Job>) {
         }
         Err(e) => {
             tracing::error!(error = %e, "notifications: the outbox cannot be written; queued in memory only");
-            for job in jobs {
-                if !notifier.deliver_then(job.clone(), Box::new(|| {})) {
-                    notifier.count_dropped(&job);
-                }
-            }
+            notifier.enqueue(jobs);
         }
     }
 }

@@ -23,13 +23,15 @@ pub struct Health {
     pub notifications: Option<Arc<cutover_notify::Counters>>,
 }
 
-/// The controller's exposition with the notification counters joined before its `# EOF`.
-fn with_notifications(metrics: String, counters: Option<&cutover_notify::Counters>) -> String {
-    let Some(counters) = counters else {
-        return metrics;
-    };
-    let body = metrics.strip_suffix("# EOF\n").unwrap_or(&metrics);
-    format!("{body}{}# EOF\n", counters.openmetrics())
+impl Health {
+    /// The controller's metrics, with the notification counters when they are configured.
+    fn exposition(&self) -> String {
+        let metrics = self.metrics.encode();
+        match &self.notifications {
+            Some(counters) => counters.join_to(&metrics),
+            None => metrics,
+        }
+    }
 }
 
 /// Serves until the task is dropped.
@@ -43,7 +45,7 @@ pub async fn serve(addr: SocketAddr, health: Health) -> Result<(), Error> {
                         "content-type",
                         "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     )],
-                    with_notifications(h.metrics.encode(), h.notifications.as_deref()),
+                    h.exposition(),
                 )
             }),
         )

@@ -42,8 +42,14 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// The counters as OpenMetrics text (without the `# EOF` line, so it can be joined to
-    /// another exposition).
+    /// `exposition` (an OpenMetrics text ending in its one `# EOF` line) with these counters
+    /// joined before that line: how each backend adds them to its own `/metrics`.
+    pub fn join_to(&self, exposition: &str) -> String {
+        let body = exposition.strip_suffix("# EOF\n").unwrap_or(exposition);
+        format!("{body}{}# EOF\n", self.openmetrics())
+    }
+
+    /// The counters as OpenMetrics text, without the `# EOF` line.
     pub fn openmetrics(&self) -> String {
         let mut out = String::new();
         for (name, help, value) in [
@@ -190,8 +196,14 @@ impl Notifier {
     /// subscribed target, in memory. Returns how many were queued; what does not fit is
     /// dropped and counted.
     pub fn notify(&self, facts: &RolloutFacts, events: &[Event], at: Timestamp) -> usize {
+        self.enqueue(self.jobs(facts, events, at))
+    }
+
+    /// Queues `jobs` in memory only, with nothing to run when each is finished; a job the
+    /// queue has no room for is dropped and counted. Returns how many were queued.
+    pub fn enqueue(&self, jobs: Vec<Job>) -> usize {
         let mut queued = 0;
-        for job in self.jobs(facts, events, at) {
+        for job in jobs {
             let queued_job = Queued {
                 job,
                 finished: None,

@@ -206,27 +206,19 @@ async fn terminate_run(State(state): State<AppState>, UrlPath(name): UrlPath<Str
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let router = state.engine.router().metrics_text().await;
+    let body = match state.engine.notification_counters() {
+        Some(counters) => counters.join_to(&router),
+        None => router,
+    };
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        with_notification_metrics(
-            state.engine.router().metrics_text().await,
-            state.engine.notification_metrics(),
-        ),
+        body,
     )
         .into_response()
-}
-
-/// The router's exposition with the notification counters joined before its `# EOF` (an
-/// OpenMetrics exposition has exactly one, at the end).
-fn with_notification_metrics(router: String, notifications: Option<String>) -> String {
-    let Some(notifications) = notifications else {
-        return router;
-    };
-    let body = router.strip_suffix("# EOF\n").unwrap_or(&router);
-    format!("{body}{notifications}# EOF\n")
 }
 
 /// Every error answer is made here: a status and a message saying what to do.

@@ -137,12 +137,9 @@ impl Engine {
         Ok(found)
     }
 
-    /// The notification counters as OpenMetrics text, when notifications are configured.
-    pub fn notification_metrics(&self) -> Option<String> {
-        self.config
-            .notifier
-            .as_ref()
-            .map(|n| n.counters().openmetrics())
+    /// The notification counters, when notifications are configured.
+    pub fn notification_counters(&self) -> Option<std::sync::Arc<cutover_notify::Counters>> {
+        self.config.notifier.as_ref().map(|n| n.counters().clone())
     }
 
     /// Asks the loop to run a pass now (after an apply or a user operation).
