@@ -131,10 +131,9 @@ pub struct Context {
     pub expectations: Expectations,
     /// Consecutive failures per object, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
-    /// Where transitions are announced, when notifications are configured.
-    pub notifier: Option<cutover_notify::Notifier>,
-    /// Where notifications wait until delivered, when notifications are configured.
-    pub outbox: Option<crate::outbox::Outbox>,
+    /// Where transitions are announced, and where each notification waits until delivered,
+    /// when notifications are configured.
+    pub notifications: Option<(cutover_notify::Notifier, crate::outbox::Outbox)>,
 }
 
 impl Context {
@@ -156,20 +155,16 @@ impl Context {
             caches,
             expectations: Expectations::default(),
             failures: Mutex::default(),
-            notifier: None,
-            outbox: None,
+            notifications: None,
         }
     }
 
-    /// The context with notifications sent through `notifier`.
-    pub fn with_notifier(mut self, notifier: Option<cutover_notify::Notifier>) -> Self {
-        self.notifier = notifier;
-        self
-    }
-
-    /// The context with notifications stored in `outbox` before they are queued.
-    pub fn with_outbox(mut self, outbox: Option<crate::outbox::Outbox>) -> Self {
-        self.outbox = outbox;
+    /// The context announcing transitions through `notifications`.
+    pub fn with_notifications(
+        mut self,
+        notifications: Option<&crate::notifications::Notifications>,
+    ) -> Self {
+        self.notifications = notifications.map(|n| (n.notifier.clone(), n.outbox.clone()));
         self
     }
 
@@ -248,7 +243,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
     // With `workloadRef` the template is the referenced Deployment's, read fresh: the
     // planner sees a Rollout like any other.
     let (resolved, adopted) = crate::workload::resolve(&ctx.client, rollout, &ns).await?;
-    let rollout = &resolved;
+    let rollout: &Rollout = &resolved;
     // Observation and planning make no API call: this is the controller's own work, timed
     // apart from the round trips.
     let local = ctx.metrics.local_timer();

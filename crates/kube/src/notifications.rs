@@ -63,25 +63,50 @@ pub async fn load(client: &Client, ns: &str) -> Result<(NotificationConfig, Vers
         .map_err(|e| Error::Config(e.to_string()))
 }
 
-/// Starts the notifier of the configuration in `ns`, and the task that reads it again every
-/// `every`. A missing or wrong configuration sends nothing, with the reason in the log, until
-/// it is fixed: rollouts are reconciled either way.
-pub async fn start(
-    client: Client,
-    ns: String,
-    every: Duration,
-) -> (Notifier, tokio::task::JoinHandle<()>) {
+/// One controller's notifications: the notifier that delivers, the outbox that keeps each job
+/// until it is delivered, and the task that reads the configuration again. Dropping it stops
+/// the reload and the deliveries, as a process exit would; the outbox keeps what was not
+/// delivered for the next controller.
+pub struct Notifications {
+    pub notifier: Notifier,
+    pub outbox: crate::outbox::Outbox,
+    reload: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Notifications {
+    fn drop(&mut self) {
+        self.reload.abort();
+        self.notifier.stop();
+    }
+}
+
+/// Starts the notifications of the configuration in `ns`, read again every `every`. A missing
+/// or wrong configuration sends nothing, with the reason in the log, until it is fixed:
+/// rollouts are reconciled either way.
+pub async fn start(client: Client, ns: String, every: Duration) -> Notifications {
     let mut state = Reload::default();
-    let notifier = Notifier::start(NotificationConfig::default());
-    state.apply(load(&client, &ns).await, &notifier, &ns);
+    let first = load(&client, &ns).await;
+    // The queue is sized from the configuration at start (`delivery.queueSize`), so the
+    // notifier starts with what was read, not with the defaults.
+    let initial = first
+        .as_ref()
+        .map(|(config, _)| config.clone())
+        .unwrap_or_default();
+    let notifier = Notifier::start(initial);
+    state.apply(first, &notifier, &ns);
+    let outbox = crate::outbox::Outbox::new(client.clone(), &ns);
     let reloader = notifier.clone();
-    let task = tokio::spawn(async move {
+    let reload = tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
             state.apply(load(&client, &ns).await, &reloader, &ns);
         }
     });
-    (notifier, task)
+    Notifications {
+        notifier,
+        outbox,
+        reload,
+    }
 }
 
 /// What the last read found, so that only changes are applied and logged.

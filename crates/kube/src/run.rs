@@ -46,24 +46,6 @@ pub struct RunConfig {
     pub notifications_reload: Option<std::time::Duration>,
 }
 
-/// Stops a background task when the controller stops (also when its future is dropped).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Stops the notifier's deliveries when the controller ends.
-struct StopOnDrop(cutover_notify::Notifier);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.stop();
-    }
-}
-
 /// Runs the controller until a termination signal, a lost Lease or a fatal error.
 ///
 /// # Errors
@@ -109,30 +91,25 @@ pub async fn run_with_client(
 ) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let (notifier, _reload) = match &config.notifications_namespace {
+    // Deliveries end with this controller (dropped with it); the outbox keeps them.
+    let notifications = match &config.notifications_namespace {
         Some(ns) => {
             let every = config
                 .notifications_reload
                 .unwrap_or(crate::notifications::RELOAD_INTERVAL);
-            let (notifier, reload) =
-                crate::notifications::start(client.clone(), ns.clone(), every).await;
-            (Some(notifier), Some(AbortOnDrop(reload)))
+            Some(crate::notifications::start(client.clone(), ns.clone(), every).await)
         }
-        None => (None, None),
+        None => None,
     };
-    // Deliveries end with this controller (as with a process exit); the outbox keeps them.
-    let _stop_deliveries = notifier.clone().map(StopOnDrop);
-    let outbox = config
-        .notifications_namespace
-        .as_deref()
-        .map(|ns| crate::outbox::Outbox::new(client.clone(), ns));
     let server = config.metrics_addr.map(|addr| {
         tokio::spawn(server::serve(
             addr,
             Health {
                 metrics: metrics.clone(),
                 ready: ready.clone(),
-                notifications: notifier.as_ref().map(|n| n.counters().clone()),
+                notifications: notifications
+                    .as_ref()
+                    .map(|n| n.notifier.counters().clone()),
             },
         ))
     });
@@ -144,8 +121,8 @@ pub async fn run_with_client(
             None => None,
         };
         // Only the leader delivers what an earlier controller left.
-        if let (Some(outbox), Some(notifier)) = (&outbox, &notifier)
-            && let Err(e) = crate::outbox::resume(outbox, notifier).await
+        if let Some(n) = &notifications
+            && let Err(e) = crate::outbox::resume(&n.outbox, &n.notifier).await
         {
             tracing::error!(error = %e, "notifications: the outbox cannot be read; earlier deliveries are not resumed");
         }
@@ -165,8 +142,7 @@ pub async fn run_with_client(
                 apis,
                 caches,
             )
-            .with_notifier(notifier)
-            .with_outbox(outbox),
+            .with_notifications(notifications.as_ref()),
         );
         // Both controllers stop on the same signal.
         let shutdown = shutdown.boxed().shared();
