@@ -478,18 +478,10 @@ async fn publish_events(ctx: &Context, rollout: &Rollout, plan: &Plan, announce:
         }
     }
     // Stored and queued after the status write was accepted; delivery runs on its own.
-    if announce && let Some(notifier) = &ctx.notifier {
+    if announce && let Some((notifier, outbox)) = &ctx.notifications {
         let facts = cutover_notify::RolloutFacts::of(rollout, &plan.status);
-        let at = jiff::Timestamp::now();
-        match &ctx.outbox {
-            Some(outbox) => {
-                let jobs = notifier.jobs(&facts, &plan.events, at);
-                crate::outbox::announce(outbox, notifier, jobs).await;
-            }
-            None => {
-                notifier.notify(&facts, &plan.events, at);
-            }
-        }
+        let jobs = notifier.jobs(&facts, &plan.events, jiff::Timestamp::now());
+        crate::outbox::announce(outbox, notifier, jobs).await;
     }
 }
 

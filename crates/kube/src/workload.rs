@@ -7,6 +7,8 @@
 //! time cutover scales it, with the Rollout's name beside them, so that deleting the Rollout or
 //! removing the reference gives them back even after a controller restart.
 
+use std::borrow::Cow;
+
 use cutover_core::api::{
     Rollout, RolloutStatus, WorkloadScaleDown, selector_is_unset, template_is_unset,
 };
@@ -26,19 +28,21 @@ pub const ORIGINAL_REPLICAS_ANNOTATION: &str = "cutover.dev/workload-original-re
 pub const ADOPTED_BY_ANNOTATION: &str = "cutover.dev/workload-rollout";
 
 /// `rollout` as the planner sees it, with the referenced Deployment as read now (None when the
-/// Rollout names none, or it does not exist: the plan then reports the spec invalid).
-pub async fn resolve(
+/// Rollout names none, or it does not exist: the plan then reports the spec invalid). Borrowed
+/// unless a Deployment's template was filled in: most Rollouts name none, and a reconcile
+/// should not copy them.
+pub async fn resolve<'a>(
     client: &Client,
-    rollout: &Rollout,
+    rollout: &'a Rollout,
     ns: &str,
-) -> Result<(Rollout, Option<Deployment>), Error> {
+) -> Result<(Cow<'a, Rollout>, Option<Deployment>), Error> {
     let Some(reference) = &rollout.spec.workload_ref else {
-        return Ok((rollout.clone(), None));
+        return Ok((Cow::Borrowed(rollout), None));
     };
     // The API server refuses a Rollout with both; should one slip through, its own template
     // wins rather than being overwritten behind the user's back.
     if !template_is_unset(&rollout.spec.template) {
-        return Ok((rollout.clone(), None));
+        return Ok((Cow::Borrowed(rollout), None));
     }
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let deployment = api.get_opt(&reference.name).await.map_err(|e| {
@@ -47,15 +51,16 @@ pub async fn resolve(
             e,
         )
     })?;
+    let Some(spec) = deployment.as_ref().and_then(|d| d.spec.as_ref()) else {
+        return Ok((Cow::Borrowed(rollout), deployment));
+    };
     let mut resolved = rollout.clone();
-    if let Some(spec) = deployment.as_ref().and_then(|d| d.spec.as_ref()) {
-        resolved.spec.template = spec.template.clone();
-        // As in Argo Rollouts, a Rollout that names no selector uses the Deployment's.
-        if selector_is_unset(&resolved.spec.selector) {
-            resolved.spec.selector = spec.selector.clone();
-        }
+    resolved.spec.template = spec.template.clone();
+    // As in Argo Rollouts, a Rollout that names no selector uses the Deployment's.
+    if selector_is_unset(&resolved.spec.selector) {
+        resolved.spec.selector = spec.selector.clone();
     }
-    Ok((resolved, deployment))
+    Ok((Cow::Owned(resolved), deployment))
 }
 
 /// Scales the adopted `deployment` for the Rollout's planned `status`, the pods of its
