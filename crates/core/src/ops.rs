@@ -140,6 +140,7 @@ pub fn nothing_to_act_on(rollout: &crate::api::Rollout, op: &Operation) -> Optio
         .phase
         .map_or_else(|| "not reconciled yet".to_string(), |p| format!("{p:?}"));
     let paused = rollout.spec.paused == Some(true) || !status.pause_conditions.is_empty();
+    let adopted = rollout.spec.workload_ref.as_ref().map(|w| w.name.as_str());
     // An update is in flight until the desired revision is the stable one.
     let updating = status.current_pod_hash != status.stable_rs;
     let name = rollout.metadata.name.as_deref().unwrap_or_default();
@@ -166,16 +167,12 @@ pub fn nothing_to_act_on(rollout: &crate::api::Rollout, op: &Operation) -> Optio
             Some(format!("nothing to retry: rollout is {phase}, not aborted"))
         }
         // The template is the Deployment's: writing one into the Rollout would set both.
-        Operation::Undo { .. } if rollout.spec.workload_ref.is_some() => {
-            let deployment = rollout
-                .spec
-                .workload_ref
-                .as_ref()
-                .map_or("", |w| w.name.as_str());
-            Some(format!(
-                "undo does not apply to rollout {name}: its pod template comes from Deployment {deployment} (workloadRef); roll the Deployment's template back instead (`kubectl rollout undo deployment/{deployment}`), and the Rollout updates to it"
-            ))
-        }
+        Operation::Undo { .. } => adopted.map(|deployment| format!(
+            "undo does not apply to rollout {name}: its pod template comes from Deployment {deployment} (workloadRef); roll the Deployment's template back instead (`kubectl rollout undo deployment/{deployment}`), and the Rollout updates to it"
+        )),
+        Operation::SetImage { container, image } => adopted.map(|deployment| format!(
+            "set image does not apply to rollout {name}: its pod template comes from Deployment {deployment} (workloadRef); set the image there instead (`kubectl set image deployment/{deployment} {container}={image}`), and the Rollout updates to it"
+        )),
         _ => None,
     }
 }
@@ -262,7 +259,7 @@ mod tests {
     }
 
     #[test]
-    fn undo_of_a_rollout_adopting_a_deployment_points_at_the_deployment() {
+    fn undo_and_set_image_of_a_rollout_adopting_a_deployment_point_at_the_deployment() {
         let mut r = rollout(RolloutPhase::Healthy, "a", false, false);
         r.spec.workload_ref = Some(crate::api::WorkloadRef {
             api_version: "apps/v1".into(),
@@ -274,6 +271,16 @@ mod tests {
         assert!(
             why.as_deref()
                 .is_some_and(|w| w.contains("kubectl rollout undo deployment/web-deploy")),
+            "{why:?}"
+        );
+        let set_image = Operation::SetImage {
+            container: "*".into(),
+            image: "web:2".into(),
+        };
+        let why = nothing_to_act_on(&r, &set_image);
+        assert!(
+            why.as_deref()
+                .is_some_and(|w| w.contains("kubectl set image deployment/web-deploy *=web:2")),
             "{why:?}"
         );
     }
