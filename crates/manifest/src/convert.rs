@@ -271,7 +271,7 @@ fn rewrite(source: &Source, diags: &mut Diagnostics) -> Option<Rewritten> {
 impl Refusal {
     /// Whether a load finding is a consequence of this refusal: inside the refused field, on
     /// its parent (e.g. "no provider set"), or a sibling that is missing because the refused
-    /// field took its place (`blueGreen` beside `canary`, `template` beside `workloadRef`).
+    /// field took its place (`blueGreen` beside `canary`).
     fn covers(&self, d: &Diagnostic) -> bool {
         let parent = self.path.parent();
         d.path.starts_with(&self.path)
@@ -311,18 +311,7 @@ impl Scan<'_> {
                     "rewrite it as `blueGreen:` with `activeService:` (and `previewService:`), or keep this Rollout on Argo Rollouts",
                 );
             }
-            // workloadRef is kept as it is: the Kubernetes controller reads the template from
-            // the Deployment. Only a Deployment can be referenced.
-            if let Some(workload) = json.pointer("/spec/workloadRef") {
-                let kind = workload.get("kind").and_then(Value::as_str).unwrap_or("");
-                if kind != "Deployment" {
-                    self.refuse(
-                        spec.key("workloadRef").key("kind"),
-                        format!("workloadRef to a {kind:?} is not supported: cutover adopts Deployments only"),
-                        "point workloadRef at the Deployment, or copy the workload's selector and pod template into spec.selector and spec.template",
-                    );
-                }
-            }
+            // workloadRef is kept as it is; lint refuses one that names no Deployment.
             return;
         }
         let metrics = json

@@ -54,11 +54,12 @@ pub(super) fn check_rollout(r: &Located<Rollout>, target: Target, diags: &mut Di
         Target::Local => {
             if spec.workload_ref.is_some() {
                 let path = FieldPath::parse("spec.workloadRef");
-                diags.push(
-                    Diagnostic::error(&r.file, r.locate(&path), path.clone(),
-                        "workloadRef applies only on Kubernetes: one host has no Deployment to take the pod template from")
-                        .with_help("give the Rollout its pod template under spec.template (copy the Deployment's spec.template and selector), or apply this Rollout to a cluster running `cutover controller`"),
-                );
+                diags.push(super::err(
+                    r,
+                    &path,
+                    "workloadRef applies only on Kubernetes: one host has no Deployment to take the pod template from".into(),
+                    "give the Rollout its pod template under spec.template (copy the Deployment's spec.template and selector), or apply this Rollout to a cluster running `cutover controller`",
+                ));
             }
             if let Some(n) = spec.replicas.filter(|n| *n > LOCAL_REPLICA_LIMIT) {
                 diags.push(warn(
