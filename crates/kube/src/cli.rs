@@ -76,12 +76,14 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| format!("cutover-{}", std::process::id()))
     });
-    let namespace = args.namespace.clone();
-    let notifications_namespace = args
-        .notifications_namespace
+    // The controller's own namespace: where the Lease and the notifications configuration
+    // live unless given apart. A namespaced install runs in the namespace it watches.
+    let home = args
+        .namespace
         .clone()
-        .or_else(|| args.namespace.clone())
         .unwrap_or_else(|| "cutover-system".into());
+    let namespace = args.namespace.clone();
+    let notifications_namespace = args.notifications_namespace.unwrap_or_else(|| home.clone());
     let config = RunConfig {
         notifications_namespace: Some(notifications_namespace),
         notifications_reload: None,
@@ -90,10 +92,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
         namespace,
         metrics_addr: Some(args.metrics_addr),
         leader_election: args.leader_elect.then(|| LeaseConfig {
-            namespace: args
-                .lease_namespace
-                .or_else(|| args.namespace.clone())
-                .unwrap_or_else(|| "cutover-system".into()),
+            namespace: args.lease_namespace.unwrap_or(home),
             name: args.lease_name,
             identity,
             duration: Duration::from_secs(args.lease_duration_seconds.max(3)),
