@@ -149,16 +149,15 @@ fn conditions(p: &mut Planner<'_>, decision: &Decision, deadline_exceeded: bool)
     let message = decision.to_string();
     let before = p.before;
     let available_replicas = p.status.available_replicas;
-    let mut set = |type_: ConditionType, status: ConditionStatus, reason: &str, message: &str| {
-        set_condition(p, type_, status, reason, message);
-    };
-    set(
+    set_condition(
+        p,
         ConditionType::Progressing,
         progressing_status,
         progressing_reason,
         &message,
     );
-    set(
+    set_condition(
+        p,
         ConditionType::Available,
         bool_status(available),
         if available {
@@ -171,7 +170,8 @@ fn conditions(p: &mut Planner<'_>, decision: &Decision, deadline_exceeded: bool)
     // As Argo: a rollout that never paused has no Paused condition; one that did says when
     // it resumed.
     if paused || before.condition(ConditionType::Paused).is_some() {
-        set(
+        set_condition(
+            p,
             ConditionType::Paused,
             bool_status(paused),
             if paused {
@@ -182,7 +182,8 @@ fn conditions(p: &mut Planner<'_>, decision: &Decision, deadline_exceeded: bool)
             "",
         );
     }
-    set(
+    set_condition(
+        p,
         ConditionType::Completed,
         bool_status(current_is_stable),
         if current_is_stable {
@@ -192,7 +193,8 @@ fn conditions(p: &mut Planner<'_>, decision: &Decision, deadline_exceeded: bool)
         },
         "",
     );
-    set(
+    set_condition(
+        p,
         ConditionType::Healthy,
         bool_status(healthy),
         if healthy {
@@ -203,7 +205,8 @@ fn conditions(p: &mut Planner<'_>, decision: &Decision, deadline_exceeded: bool)
         "",
     );
     if let Decision::Invalid(problem) = decision {
-        set(
+        set_condition(
+            p,
             ConditionType::InvalidSpec,
             ConditionStatus::True,
             "InvalidSpec",
@@ -222,7 +225,6 @@ fn conditions(p: &mut Planner<'_>, decision: &Decision, deadline_exceeded: bool)
             problem.to_string(),
         ));
     }
-    p.status.conditions.sort_by_key(|c| c.type_ as u8);
 }
 
 /// Writes one condition; its transition time moves only when its status flips.
@@ -308,6 +310,7 @@ fn phase(p: &mut Planner<'_>, decision: &Decision, deadline_exceeded: bool) {
 /// active revision has fewer available pods than asked (a scale-up under way); otherwise the
 /// rollout is Ready. As
 /// kstatus's convention asks, Reconciling and Stalled are removed when they do not hold.
+/// Runs last of the condition writers, so it also puts every condition in its fixed order.
 fn kstatus_conditions(p: &mut Planner<'_>) {
     let phase = p.status.phase.unwrap_or(RolloutPhase::Progressing);
     let in_flight = p.status.stable_rs.as_deref() != Some(p.current_hash.as_str());
