@@ -14,6 +14,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use cutover_analysis::http::{HttpClient, SendError};
+use cutover_core::notify::Trigger;
 use cutover_core::plan::Event;
 use http_body_util::Full;
 use jiff::Timestamp;
@@ -172,14 +173,21 @@ impl Notifier {
         let mut jobs = Vec::new();
         let config = self.inner.config.load();
         for (index, event) in events.iter().enumerate() {
-            let Some((trigger, n)) = notification(facts, event, index, at, &config.templates)
-            else {
+            let Some(trigger) = Trigger::for_event(event.reason) else {
                 continue;
             };
             let (found, warnings) = targets(&config, &facts.annotations, trigger);
             for warning in warnings {
                 tracing::warn!(rollout = %facts.name, "notifications: {warning}");
             }
+            // Rendered only when someone listens: most transitions of most rollouts have no
+            // subscriber.
+            if found.is_empty() {
+                continue;
+            }
+            let Some((_, n)) = notification(facts, event, index, at, &config.templates) else {
+                continue;
+            };
             for target in found {
                 let mut notification = n.clone();
                 notification.recipient = target.recipient.clone();
