@@ -10,7 +10,8 @@
 //! and measures two phases: every Rollout becoming Healthy, then a new image on every Rollout
 //! promoted automatically and the old revision scaled down. It prints the controller's RSS and
 //! the reconcile latency quantiles from its /metrics: with API calls, and its own work alone
-//! (observation from the watch caches and planning).
+//! (observation from the watch caches and planning); and the wave's switch latencies as the
+//! controller verified them (selector patched → EndpointSlices hold only the new revision).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -130,10 +131,10 @@ async fn bench(rollouts: usize, namespaces: usize) -> anyhow::Result<()> {
         rollouts * 2,
         started.elapsed().as_secs_f64()
     );
-    let healthy = wait_all(&seen, rollouts, "v1").await;
+    wait_all(&seen, rollouts, "v1").await;
     println!(
         "phase 1: all {rollouts} Healthy {:.1} s after the first create",
-        healthy.as_secs_f64()
+        started.elapsed().as_secs_f64()
     );
     let after_create = sample(pid, metrics_addr, &log).await?;
     after_create.print("after phase 1");
@@ -144,11 +145,12 @@ async fn bench(rollouts: usize, namespaces: usize) -> anyhow::Result<()> {
         .buffer_unordered(16)
         .try_collect::<Vec<()>>()
         .await?;
-    let promoted = wait_all(&seen, rollouts, "v2").await;
+    wait_all(&seen, rollouts, "v2").await;
     println!(
         "phase 2: all {rollouts} updated, promoted and Healthy on v2 in {:.1} s",
-        promoted.as_secs_f64().max(started.elapsed().as_secs_f64())
+        started.elapsed().as_secs_f64()
     );
+    print_switch_latency(&seen);
     // Let the old revisions' scale-down deadlines pass and the controller settle.
     tokio::time::sleep(Duration::from_secs(15)).await;
     let after_update = sample(pid, metrics_addr, &log).await?;
@@ -238,8 +240,7 @@ async fn set_image(client: Client, ns: String, i: usize, version: &str) -> anyho
 }
 
 /// Waits until every Rollout is Healthy on `version` with its old revisions scaled down.
-async fn wait_all(seen: &Store<Rollout>, rollouts: usize, version: &str) -> Duration {
-    let started = Instant::now();
+async fn wait_all(seen: &Store<Rollout>, rollouts: usize, version: &str) {
     let image = format!("registry.example/app:{version}");
     let mut last = usize::MAX;
     loop {
@@ -249,7 +250,7 @@ async fn wait_all(seen: &Store<Rollout>, rollouts: usize, version: &str) -> Dura
             .filter(|r| on_version(r, &image))
             .count();
         if done == rollouts {
-            return started.elapsed();
+            return;
         }
         if done != last {
             println!("  {done}/{rollouts} Healthy on {version}");
@@ -257,6 +258,33 @@ async fn wait_all(seen: &Store<Rollout>, rollouts: usize, version: &str) -> Dura
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+}
+
+/// The phase-2 switches as the controller recorded them in each Rollout's status: from the
+/// active Service's selector patch to the EndpointSlices holding only the new revision's pods
+/// (`status.blueGreen.switch.seconds`), over every Rollout switched during the wave.
+fn print_switch_latency(seen: &Store<Rollout>) {
+    let mut seconds: Vec<f64> = seen
+        .state()
+        .iter()
+        .filter_map(|r| r.status.as_ref()?.blue_green.switch.clone())
+        .filter(|s| s.from.is_some())
+        .filter_map(|s| s.seconds)
+        .collect();
+    if seconds.is_empty() {
+        println!("switch latency: no verified switch recorded");
+        return;
+    }
+    seconds.sort_by(f64::total_cmp);
+    let at = |q: f64| seconds[((seconds.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "switch latency (selector patched -> EndpointSlices hold only the new revision), {} switches: p50 {:.3} s, p90 {:.3} s, p99 {:.3} s, max {:.3} s",
+        seconds.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(1.0)
+    );
 }
 
 fn on_version(r: &Rollout, image: &str) -> bool {
