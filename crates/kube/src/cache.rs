@@ -202,12 +202,19 @@ impl Writers {
                 prune_config_map,
                 self.config_maps,
             ),
+            // Every Deployment is cached (any may be adopted), but only a change a Rollout
+            // plans on is passed on as a trigger.
             deployments: reflected(
                 scoped(client, ns),
                 watcher::Config::default().any_semantic(),
                 crate::workload::prune_deployment,
                 self.deployments,
-            ),
+            )
+            .predicate_filter(
+                crate::workload::deployment_change,
+                kube::runtime::PredicateConfig::default(),
+            )
+            .boxed(),
         }
     }
 }

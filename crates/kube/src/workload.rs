@@ -183,6 +183,17 @@ pub fn prune_deployment(deployment: &mut Deployment) {
     deployment.status = None;
 }
 
+/// What of a (pruned) Deployment can change a Rollout's plan: its generation (the template and
+/// replicas) and cutover's annotations. Deployment events that change neither (status updates
+/// while its pods come and go, which are most of them) wake no Rollout.
+pub fn deployment_change(deployment: &Deployment) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    deployment.metadata.generation.hash(&mut hasher);
+    deployment.metadata.annotations.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 /// What cutover recorded on a Deployment it scaled.
 struct Hold {
     original: Option<i32>,
@@ -246,5 +257,46 @@ async fn write(client: &Client, ns: &str, name: &str, patch: &Value) -> Result<(
         // the Rollout again, with a fresh read.
         Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
         Err(e) => Err(Error::kube(format!("scale deployment {ns}/{name}"), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::apps::v1::DeploymentStatus;
+
+    use super::*;
+
+    fn deployment(generation: i64, annotations: &[(&str, &str)]) -> Deployment {
+        let mut d = Deployment::default();
+        d.metadata.generation = Some(generation);
+        d.metadata.annotations = Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+        );
+        d
+    }
+
+    #[test]
+    fn only_generation_and_cutover_annotations_wake_rollouts() {
+        let base = deployment(3, &[]);
+        let mut status_only = deployment(3, &[]);
+        status_only.status = Some(DeploymentStatus {
+            ready_replicas: Some(2),
+            ..DeploymentStatus::default()
+        });
+        prune_deployment(&mut status_only);
+        assert_eq!(deployment_change(&base), deployment_change(&status_only));
+        let mut foreign = deployment(3, &[("team", "payments")]);
+        prune_deployment(&mut foreign);
+        assert_eq!(deployment_change(&base), deployment_change(&foreign));
+
+        let new_template = deployment(4, &[]);
+        assert_ne!(deployment_change(&base), deployment_change(&new_template));
+        let held = deployment(3, &[(ADOPTED_BY_ANNOTATION, "web")]);
+        assert_ne!(deployment_change(&base), deployment_change(&held));
     }
 }
