@@ -6,7 +6,7 @@ use std::str::FromStr;
 use cutover_core::api::{Argument, Metric, Rollout};
 
 use super::warn;
-use crate::diag::{Diagnostic, Diagnostics};
+use crate::diag::Diagnostics;
 use crate::path::FieldPath;
 use crate::set::Located;
 
