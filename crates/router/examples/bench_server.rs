@@ -15,13 +15,12 @@
 //! `backend` and `router` print `listening ADDR` once bound, then serve until killed; `idle`
 //! prints `idle N` once N connections have each had one answer, then holds them until killed.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-
-use bytes::Bytes;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bytes::Bytes;
 use cutover_router::{HeaderMatch, HeaderRoute, MirrorRule, RouteTable, Router, RouterConfig};
 use http_body_util::Full;
 use hyper::service::service_fn;
