@@ -252,7 +252,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
     // Mesh and gateway routes are read from the API (they are few, and their CRDs may not be
     // installed where no Rollout uses them): what they serve joins what the active Service's
     // EndpointSlices serve, so a switch is verified only when both carry the new revision.
-    let selectors = crate::traffic::selectors(world.services.values().map(AsRef::as_ref));
+    let selectors = crate::traffic::cached_selectors(world.services.values().map(AsRef::as_ref));
     let routes = crate::traffic::observe(&ctx.client, &ns, rollout, &selectors).await;
     if let (Ok(Some(r)), Some(active)) = (&routes, world.observed.active_service.as_mut()) {
         active.serving.extend(r.serving.iter().cloned());

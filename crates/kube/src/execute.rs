@@ -162,11 +162,11 @@ impl Executor<'_> {
 
     /// Gives a revision brought back the next number; the numbers it had go to its history.
     async fn renumber(&self, hash: &str, revision: i64, previous: i64) -> Result<(), Error> {
-        let history = self
-            .world
-            .replica_sets
-            .get(hash)
-            .and_then(|rs| rs.annotations().get(REVISION_HISTORY_ANNOTATION).cloned());
+        let history = self.world.replica_sets.get(hash).and_then(|rs| {
+            rs.annotations
+                .get(REVISION_HISTORY_ANNOTATION)
+                .map(str::to_string)
+        });
         let history = match history {
             Some(h) if !h.is_empty() => format!("{h},{previous}"),
             _ => previous.to_string(),
@@ -309,16 +309,13 @@ impl Executor<'_> {
         max_unavailable: i32,
     ) -> Result<(), Error> {
         let pods = self.world.pods.get(hash).map(Vec::as_slice).unwrap_or(&[]);
-        let unavailable = pods.iter().filter(|p| !pod_ready(p)).count();
+        let unavailable = pods.iter().filter(|p| !p.ready).count();
         let budget = usize::try_from(max_unavailable.max(1))
             .unwrap_or(1)
             .saturating_sub(unavailable);
-        let old = pods.iter().filter(|p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.start_time.as_ref())
-                .is_some_and(|t| t.0 < before)
-        });
+        let old = pods
+            .iter()
+            .filter(|p| p.started_at.as_ref().is_some_and(|t| t.0 < before));
         for pod in old.take(budget) {
             let name = pod.name_any();
             let body = json!({
@@ -345,13 +342,6 @@ impl Executor<'_> {
         }
         Ok(())
     }
-}
-
-fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// A role and its ephemeral metadata, as recorded on a ReplicaSet.

@@ -142,11 +142,11 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use crate::cached::CachedReplicaSet;
     use kube::runtime::watcher::Event;
 
-    fn rs(rv: &str) -> ReplicaSet {
-        let mut rs = ReplicaSet::default();
+    fn rs(rv: &str) -> CachedReplicaSet {
+        let mut rs = CachedReplicaSet::default();
         rs.metadata.name = Some("app-abc".into());
         rs.metadata.namespace = Some("ns".into());
         rs.metadata.resource_version = Some(rv.into());

@@ -12,6 +12,7 @@ mod allocator;
 mod analysis;
 pub mod analysisrun;
 pub mod cache;
+pub mod cached;
 pub mod cli;
 pub mod controller;
 mod error;

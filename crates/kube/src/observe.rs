@@ -11,14 +11,12 @@ use cutover_core::plan::{
     AnalysisKind, Observed, ObservedAnalysisRun, ObservedRevision, ObservedService, RevisionRole,
 };
 use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::DynamicObject;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
-use crate::cache::{Caches, SERVICE_NAME_LABEL, owned_by};
+use crate::cache::{Caches, owned_by};
+use crate::cached::{CachedPod, CachedReplicaSet, CachedService, Keys, Labelled};
 use crate::{
     ANALYSIS_KIND_LABEL, ANALYSIS_REVISION_LABEL, REVISION_ANNOTATION, REVISION_HISTORY_ANNOTATION,
     ROLE_ANNOTATION, ROLE_METADATA_ANNOTATION, SCALE_DOWN_DEADLINE_ANNOTATION, SELECTOR_ANNOTATION,
@@ -28,12 +26,12 @@ use crate::{
 pub struct World {
     /// The snapshot handed to `plan()`.
     pub observed: Observed,
-    /// The rollout's ReplicaSets by pod-template hash (as cached: no pod template).
-    pub replica_sets: BTreeMap<String, Arc<ReplicaSet>>,
+    /// The rollout's ReplicaSets by pod-template hash (as cached).
+    pub replica_sets: BTreeMap<String, Arc<CachedReplicaSet>>,
     /// The rollout's pods (not being deleted) by pod-template hash.
-    pub pods: BTreeMap<String, Vec<Arc<Pod>>>,
+    pub pods: BTreeMap<String, Vec<Arc<CachedPod>>>,
     /// The active and preview Services as cached, by name.
-    pub services: BTreeMap<String, Arc<Service>>,
+    pub services: BTreeMap<String, Arc<CachedService>>,
     /// The rollout's AnalysisRuns as cached, by name.
     pub runs: BTreeMap<String, Arc<AnalysisRun>>,
 }
@@ -46,10 +44,10 @@ pub fn observe(caches: &Caches, rollout: &Rollout, ns: &str) -> World {
         uid.is_none() || refs.iter().any(|r| Some(&r.uid) == uid.as_ref())
     };
 
-    let mut pods: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
+    let mut pods: BTreeMap<String, Vec<Arc<CachedPod>>> = BTreeMap::new();
     let mut pod_hash: BTreeMap<String, String> = BTreeMap::new();
     for pod in owned_by(&caches.pods, ns, &name) {
-        let Some(hash) = pod.labels().get(POD_TEMPLATE_HASH_LABEL).cloned() else {
+        let Some(hash) = pod.label(POD_TEMPLATE_HASH_LABEL).map(str::to_string) else {
             continue;
         };
         pod_hash.insert(pod.name_any(), hash.clone());
@@ -68,7 +66,7 @@ pub fn observe(caches: &Caches, rollout: &Rollout, ns: &str) -> World {
         if !owned_by_rollout(rs.owner_references()) || rs.meta().deletion_timestamp.is_some() {
             continue;
         }
-        let Some(hash) = rs.labels().get(POD_TEMPLATE_HASH_LABEL).cloned() else {
+        let Some(hash) = rs.label(POD_TEMPLATE_HASH_LABEL).map(str::to_string) else {
             continue;
         };
         revisions.push(observe_revision(&rs, &hash, pods.get(&hash)));
@@ -115,9 +113,12 @@ pub fn observe(caches: &Caches, rollout: &Rollout, ns: &str) -> World {
     }
 }
 
-fn observe_revision(rs: &ReplicaSet, hash: &str, pods: Option<&Vec<Arc<Pod>>>) -> ObservedRevision {
-    let annotations = rs.annotations();
-    let status = rs.status.as_ref();
+fn observe_revision(
+    rs: &CachedReplicaSet,
+    hash: &str,
+    pods: Option<&Vec<Arc<CachedPod>>>,
+) -> ObservedRevision {
+    let annotations = &rs.annotations;
     let revision = annotations
         .get(REVISION_ANNOTATION)
         .and_then(|r| r.parse().ok())
@@ -126,25 +127,23 @@ fn observe_revision(rs: &ReplicaSet, hash: &str, pods: Option<&Vec<Arc<Pod>>>) -
         hash: hash.to_string(),
         revision,
         created_revision: created_revision(annotations, revision),
-        desired: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-        replicas: status.map_or(0, |s| s.replicas),
-        ready: status.and_then(|s| s.ready_replicas).unwrap_or(0),
-        available: status.and_then(|s| s.available_replicas).unwrap_or(0),
+        desired: rs.desired.unwrap_or(1),
+        replicas: rs.replicas,
+        ready: rs.ready,
+        available: rs.available,
         scale_down_deadline: annotations
             .get(SCALE_DOWN_DEADLINE_ANNOTATION)
             .and_then(|d| d.parse::<Timestamp>().ok()),
         oldest_pod_started_at: pods
             .into_iter()
             .flatten()
-            .filter_map(|p| p.status.as_ref()?.start_time.as_ref().map(|t| t.0))
+            .filter_map(|p| p.started_at.as_ref().map(|t| t.0))
             .min(),
-        role: annotations
-            .get(ROLE_ANNOTATION)
-            .and_then(|r| match r.as_str() {
-                "active" => Some(RevisionRole::Active),
-                "preview" => Some(RevisionRole::Preview),
-                _ => None,
-            }),
+        role: annotations.get(ROLE_ANNOTATION).and_then(|r| match r {
+            "active" => Some(RevisionRole::Active),
+            "preview" => Some(RevisionRole::Preview),
+            _ => None,
+        }),
         role_metadata: annotations
             .get(ROLE_METADATA_ANNOTATION)
             .and_then(|m| serde_json::from_str(m).ok()),
@@ -154,7 +153,7 @@ fn observe_revision(rs: &ReplicaSet, hash: &str, pods: Option<&Vec<Arc<Pod>>>) -
 
 /// The number the revision was created with: the first of its revision history, or its
 /// number when it never changed.
-fn created_revision(annotations: &BTreeMap<String, String>, revision: i64) -> i64 {
+fn created_revision(annotations: &Keys, revision: i64) -> i64 {
     annotations
         .get(REVISION_HISTORY_ANNOTATION)
         .and_then(|h| h.split(',').next())
@@ -176,25 +175,12 @@ const STUCK_REASONS: &[&str] = &[
 /// Why a revision's pods are not available, when the cluster says more than a count: the
 /// ReplicaSet cannot create pods (quota, admission, an invalid template), or a container is
 /// stuck (crash loop with its last exit code and message, an image that cannot be pulled).
-fn unavailable_reason(rs: &ReplicaSet, pods: &[Arc<Pod>]) -> Option<String> {
-    let failure = rs
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .find(|c| c.type_ == "ReplicaFailure" && c.status == "True");
-    if let Some(c) = failure {
-        return Some(format!(
-            "cannot create pods: {}",
-            c.message
-                .as_deref()
-                .unwrap_or(c.reason.as_deref().unwrap_or("ReplicaFailure"))
-        ));
+fn unavailable_reason(rs: &CachedReplicaSet, pods: &[Arc<CachedPod>]) -> Option<String> {
+    if let Some(failure) = &rs.replica_failure {
+        return Some(format!("cannot create pods: {failure}"));
     }
     pods.iter().find_map(|pod| {
-        let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
-        statuses.iter().find_map(|c| {
+        pod.containers.iter().find_map(|c| {
             let waiting = c.state.as_ref()?.waiting.as_ref()?;
             let reason = waiting.reason.as_deref()?;
             if !STUCK_REASONS.contains(&reason) {
@@ -227,71 +213,30 @@ fn last_line(text: &str) -> &str {
 fn observe_service(
     caches: &Caches,
     ns: &str,
-    svc: &Service,
+    svc: &CachedService,
     pod_hash: &BTreeMap<String, String>,
 ) -> ObservedService {
     let name = svc.name_any();
-    let selector_hash = svc
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.as_ref())
-        .and_then(|s| s.get(POD_TEMPLATE_HASH_LABEL))
-        .cloned();
+    let selector_hash = svc.selector_hash.clone();
     let slices = caches.slices.state_filter(|slice| {
         slice.metadata.namespace.as_deref() == Some(ns)
-            && slice.labels().get(SERVICE_NAME_LABEL) == Some(&name)
+            && slice.service.as_deref() == Some(name.as_str())
     });
     let mut serving = BTreeSet::new();
-    for slice in &slices {
-        for pod in cached_ready_pods(slice) {
-            serving.insert(
-                pod_hash
-                    .get(&pod)
-                    .cloned()
-                    .unwrap_or_else(|| format!("unknown-pod:{pod}")),
-            );
-        }
+    for pod in slices.iter().flat_map(|slice| &slice.ready_pods) {
+        serving.insert(
+            pod_hash
+                .get(pod)
+                .cloned()
+                .unwrap_or_else(|| format!("unknown-pod:{pod}")),
+        );
     }
     ObservedService {
         name,
         selector_hash,
         serving: serving.into_iter().collect(),
-        recorded_selector: svc.annotations().get(SELECTOR_ANNOTATION).cloned(),
+        recorded_selector: svc.annotations.get(SELECTOR_ANNOTATION).map(str::to_string),
     }
-}
-
-/// Pod names behind the ready endpoints of an EndpointSlice as the cache keeps it (see
-/// [`crate::cache::prune_slice`]).
-pub fn cached_ready_pods(slice: &DynamicObject) -> Vec<String> {
-    slice
-        .data
-        .get(crate::cache::READY_PODS_FIELD)
-        .and_then(serde_json::Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|name| name.as_str().map(str::to_string))
-        .collect()
-}
-
-/// Pod names behind the ready endpoints of an EndpointSlice (v1 and v1beta1 share these
-/// fields). A missing `ready` condition means ready, as the EndpointSlice API documents.
-pub fn ready_endpoint_pods(slice: &DynamicObject) -> Vec<String> {
-    let Some(endpoints) = slice.data.get("endpoints").and_then(|e| e.as_array()) else {
-        return Vec::new();
-    };
-    endpoints
-        .iter()
-        .filter(|ep| {
-            ep.pointer("/conditions/ready")
-                .and_then(|r| r.as_bool())
-                .unwrap_or(true)
-        })
-        .map(|ep| {
-            ep.pointer("/targetRef/name")
-                .and_then(|n| n.as_str())
-                .map_or_else(|| "no-target".to_string(), str::to_string)
-        })
-        .collect()
 }
 
 fn observe_run(run: &AnalysisRun) -> Option<ObservedAnalysisRun> {

@@ -15,7 +15,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, ResourceExt};
 
 use crate::analysisrun;
-use crate::cache::{Caches, SERVICE_NAME_LABEL, Streams};
+use crate::cache::{Caches, Streams};
 use crate::controller::{self, Config, Context, DataPlaneApis};
 use crate::error::Error;
 use crate::events::EventPublisher;
@@ -263,7 +263,7 @@ async fn controller_future(
         // Pods trigger their Rollout too: a switch is confirmed from EndpointSlices whose
         // endpoints are matched to revisions through the pod cache.
         .watches_stream(streams.pods, |pod| {
-            let rollout = pod.labels().get(crate::ROLLOUT_LABEL)?;
+            let rollout = pod.labels.get(crate::ROLLOUT_LABEL)?;
             Some(ObjectRef::new(rollout).within(&pod.namespace()?))
         })
         // A template change in an adopted Deployment starts an update.
@@ -276,11 +276,7 @@ async fn controller_future(
         .watches_stream_with(
             streams.slices,
             move |slice| {
-                let service = slice
-                    .labels()
-                    .get(SERVICE_NAME_LABEL)
-                    .cloned()
-                    .unwrap_or_default();
+                let service = slice.service.clone().unwrap_or_default();
                 rollouts_using(&store, slice.namespace(), &service)
             },
             ctx.apis.endpoint_slices.clone(),

@@ -9,7 +9,6 @@ mod support;
 use std::time::Duration;
 
 use cutover_core::api::{POD_TEMPLATE_HASH_LABEL, Rollout, RolloutPhase};
-use cutover_kube::observe::ready_endpoint_pods;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -526,4 +525,25 @@ async fn dump(client: Client) -> String {
         );
     }
     out
+}
+
+/// Pod names behind the ready endpoints of an EndpointSlice (v1 and v1beta1 share these
+/// fields). A missing `ready` condition means ready, as the EndpointSlice API documents.
+fn ready_endpoint_pods(slice: &DynamicObject) -> Vec<String> {
+    let Some(endpoints) = slice.data.get("endpoints").and_then(|e| e.as_array()) else {
+        return Vec::new();
+    };
+    endpoints
+        .iter()
+        .filter(|ep| {
+            ep.pointer("/conditions/ready")
+                .and_then(|r| r.as_bool())
+                .unwrap_or(true)
+        })
+        .map(|ep| {
+            ep.pointer("/targetRef/name")
+                .and_then(|n| n.as_str())
+                .map_or_else(|| "no-target".to_string(), str::to_string)
+        })
+        .collect()
 }

@@ -9,7 +9,7 @@ use cutover_core::plan::{
 };
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde::Deserialize;
@@ -20,6 +20,7 @@ use super::{
     REVISION_ANNOTATION, parse_command,
 };
 use crate::cache::{Caches, owned_by};
+use crate::cached::{CachedPod, Labelled};
 
 /// What `cutover migrate --report` writes (see crates/cli/src/commands/migrate.rs).
 #[derive(Debug, Default, Deserialize)]
@@ -191,8 +192,7 @@ fn report(caches: &Caches, ns: &str, job: &str) -> Option<Report> {
     let message = caches
         .pods
         .state_filter(|p| {
-            p.meta().namespace.as_deref() == Some(ns)
-                && p.labels().get(MIGRATION_JOB_LABEL).map(String::as_str) == Some(job)
+            p.meta().namespace.as_deref() == Some(ns) && p.label(MIGRATION_JOB_LABEL) == Some(job)
         })
         .iter()
         .find_map(|pod| termination_message(pod))?;
@@ -202,12 +202,9 @@ fn report(caches: &Caches, ns: &str, job: &str) -> Option<Report> {
     }))
 }
 
-fn termination_message(pod: &Pod) -> Option<String> {
-    pod.status
-        .as_ref()?
-        .container_statuses
+fn termination_message(pod: &CachedPod) -> Option<String> {
+    pod.containers
         .iter()
-        .flatten()
         .find_map(|c| c.state.as_ref()?.terminated.as_ref()?.message.clone())
         .filter(|m| !m.trim().is_empty())
 }

@@ -26,6 +26,7 @@ use kube::core::ApiResource;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
+use crate::cached::CachedService;
 use crate::error::{Error, is_not_found};
 use crate::observe::World;
 
@@ -116,6 +117,14 @@ pub fn selectors<'a>(services: impl IntoIterator<Item = &'a Service>) -> Selecto
                 .get(POD_TEMPLATE_HASH_LABEL)?;
             Some((s.name_any(), hash.clone()))
         })
+        .collect()
+}
+
+/// The selectors of `services` as the controller caches them.
+pub fn cached_selectors<'a>(services: impl IntoIterator<Item = &'a CachedService>) -> Selectors {
+    services
+        .into_iter()
+        .filter_map(|s| Some((s.name_any(), s.selector_hash.clone()?)))
         .collect()
 }
 
