@@ -307,8 +307,9 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 /// jemalloc rather than the system allocator: the controller's and the router's many threads
 /// each get a glibc arena that keeps freed memory; jemalloc returns it (docs/benchmarks.md,
-/// "Controller with 1,000 Rollouts"). `cutover controller` also shortens jemalloc's decay to 1 s
-/// with a background purging thread, in `cutover_kube::cli::run` (crates/kube/src/allocator.rs).
+/// "Controller with 1,000 Rollouts"). `cutover controller`, `cutover up` and `cutover data-plane`
+/// also shorten jemalloc's decay to 1 s with a background purging thread
+/// (crates/kube/src/allocator.rs).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -1,11 +1,14 @@
-//! jemalloc settings for the long-running controller.
+//! jemalloc settings for cutover's long-running processes: the Kubernetes controller, and the
+//! single-host daemon and data plane (`cutover up`, `cutover data-plane`).
 //!
 //! A reconcile wave (an update over 1,000 Rollouts, a relist after a watch expired) frees
-//! megabytes at once. jemalloc keeps freed pages dirty for ten seconds by default and purges
-//! them only when the arena that holds them is used again, so an idle controller can sit on
-//! them for a long time. A background thread purging after one second returns them to the
-//! kernel whether or not the controller is busy. Both the `cutover controller` binary and the
-//! bench enter [`crate::cli::run`], which applies these settings first.
+//! megabytes at once; so do thousands of idle keep-alive connections being parked by the
+//! router. jemalloc keeps freed pages dirty for ten seconds by default and purges them only
+//! when the arena that holds them is used again, so an idle process can sit on them for a long
+//! time. A background thread purging after one second returns them to the kernel whether or
+//! not the process is busy. Both the `cutover controller` binary and the bench enter
+//! [`crate::cli::run`], which applies these settings first; `cutover up` and `cutover
+//! data-plane` apply them at start.
 
 use tikv_jemalloc_ctl::{Access, AsName};
 
@@ -14,7 +17,7 @@ const DIRTY_DECAY_MS: isize = 1_000;
 
 /// Applies the settings; a failure (the binary uses another allocator) changes nothing and is
 /// only logged, as memory use is not a reason to refuse to run.
-pub fn tune_for_controller() {
+pub fn tune_for_daemon() {
     if let Err(e) = apply() {
         tracing::debug!(error = %e, "jemalloc settings not applied");
     }

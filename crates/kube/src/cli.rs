@@ -70,7 +70,7 @@ pub fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     } else {
         builder.try_init()
     };
-    crate::allocator::tune_for_controller();
+    crate::allocator::tune_for_daemon();
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_string())

@@ -8,7 +8,7 @@
 //! [`execute`] turns actions into API calls; [`run_controller`] wires watches, leader election
 //! and the metrics/health server.
 
-mod allocator;
+pub mod allocator;
 mod analysis;
 pub mod analysisrun;
 pub mod cache;

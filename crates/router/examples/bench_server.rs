@@ -143,8 +143,11 @@ async fn router(
 ) -> Result<(), String> {
     // Room for the idle-connection measurement's 10,000 beside wrk's (the default limit is
     // 10,000 client connections).
+    // Idle keep-alive connections stay open as long as nginx's default `keepalive_timeout`
+    // (75 s) would keep them, so the idle measurement sees them settled, not closed.
     let router = Router::new(RouterConfig {
         max_connections: 20_000,
+        header_read_timeout: Duration::from_secs(75),
         ..RouterConfig::default()
     });
     let service = router

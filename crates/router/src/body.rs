@@ -11,6 +11,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::oneshot;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use crate::conn::Exchange;
 use crate::state::InFlight;
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -25,20 +26,26 @@ pub(crate) enum RequestBody {
     /// A buffered prefix, then the rest streamed: buffering for a mirror stopped at the cap.
     Chained(Option<Bytes>, Incoming),
     /// A body that says when its last frame was taken: the response timeout starts then, as
-    /// a slow upload is not a slow backend.
-    Watched(Box<RequestBody>, Option<oneshot::Sender<()>>),
+    /// a slow upload is not a slow backend. It keeps the client connection's exchange open
+    /// while it lives, as hyper may still be reading the client's body into it.
+    Watched(
+        Box<RequestBody>,
+        Option<oneshot::Sender<()>>,
+        #[expect(dead_code, reason = "held for its Drop, which ends the exchange")] Exchange,
+    ),
 }
 
 impl RequestBody {
     /// This body, and a receiver that resolves once the whole body was sent (at once for an
-    /// empty or buffered one; an error also resolves it, as the sender is dropped).
-    pub fn watched(self) -> (Self, Option<oneshot::Receiver<()>>) {
+    /// empty or buffered one; an error also resolves it, as the sender is dropped). A body
+    /// still streaming from the client holds `exchange`.
+    pub fn watched(self, exchange: Exchange) -> (Self, Option<oneshot::Receiver<()>>) {
         if self.is_end_stream() || matches!(self, RequestBody::Full(_)) {
             return (self, None);
         }
         let (done, uploaded) = oneshot::channel();
         (
-            RequestBody::Watched(Box::new(self), Some(done)),
+            RequestBody::Watched(Box::new(self), Some(done), exchange),
             Some(uploaded),
         )
     }
@@ -60,7 +67,7 @@ impl Body for RequestBody {
                 Some(bytes) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
                 None => Pin::new(rest).poll_frame(cx),
             },
-            RequestBody::Watched(inner, done) => {
+            RequestBody::Watched(inner, done, _) => {
                 let frame = ready!(Pin::new(inner.as_mut()).poll_frame(cx));
                 if (frame.is_none() || inner.is_end_stream())
                     && let Some(done) = done.take()
@@ -78,7 +85,7 @@ impl Body for RequestBody {
             RequestBody::Full(bytes) => bytes.is_none(),
             RequestBody::Stream(inner) => inner.is_end_stream(),
             RequestBody::Chained(prefix, rest) => prefix.is_none() && rest.is_end_stream(),
-            RequestBody::Watched(inner, _) => inner.is_end_stream(),
+            RequestBody::Watched(inner, _, _) => inner.is_end_stream(),
         }
     }
 
@@ -99,7 +106,7 @@ impl Body for RequestBody {
                 }
                 out
             }
-            RequestBody::Watched(inner, _) => inner.size_hint(),
+            RequestBody::Watched(inner, _, _) => inner.size_hint(),
         }
     }
 }
@@ -153,12 +160,13 @@ impl ResponseBody {
         ResponseBody::Message(None)
     }
 
-    pub fn proxied(inner: Incoming, claim: InFlight) -> Self {
+    pub fn proxied(inner: Incoming, claim: InFlight, exchange: Exchange) -> Self {
         let cancelled = claim.backend.cancel.clone().cancelled_owned();
         ResponseBody::Proxied(Box::new(ProxiedBody {
             inner,
             claim: Some(claim),
             cancelled: Box::pin(cancelled),
+            _exchange: exchange,
         }))
     }
 }
@@ -168,6 +176,8 @@ pub(crate) struct ProxiedBody {
     /// Dropped at the end of the body, on error, or on cancellation: the request is done.
     claim: Option<InFlight>,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The client connection's exchange, open until hyper drops the body after its end.
+    _exchange: Exchange,
 }
 
 /// The drain deadline passed while the body was still streaming.

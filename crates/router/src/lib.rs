@@ -8,6 +8,7 @@
 //! [`ServiceHandle::drained`] and [`ServiceHandle::serving`] are what the planner verifies with.
 
 mod body;
+mod client_io;
 mod conn;
 mod counters;
 mod error;

@@ -37,7 +37,7 @@ pub(crate) async fn accept_loop(
     stop: CancellationToken,
     connections: TaskTracker,
 ) {
-    let builder = Arc::new(conn::builder(&service.shared.config));
+    let builders = Arc::new(conn::builders(&service.shared.config));
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -54,7 +54,7 @@ pub(crate) async fn accept_loop(
                             stream,
                             peer,
                             Arc::clone(&service),
-                            Arc::clone(&builder),
+                            Arc::clone(&builders),
                             stop.clone(),
                             slot,
                         ));

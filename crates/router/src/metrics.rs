@@ -65,6 +65,7 @@ pub(crate) struct Metrics {
     pub switch: HistogramFamily<ServiceLabels>,
     pub generation: Family<ServiceLabels, Gauge>,
     pub connections_open: Family<ServiceLabels, Gauge>,
+    pub connections_parked: Family<ServiceLabels, Gauge>,
     pub connections_refused: Family<ConnectionLabels, Counter>,
     pub connections_timed_out: Family<ConnectionLabels, Counter>,
     pub response_timeouts: Family<RevisionLabels, Counter>,
@@ -81,6 +82,7 @@ impl Metrics {
         let switch: HistogramFamily<ServiceLabels> = Family::new_with_constructor(switch_histogram);
         let generation = Family::<ServiceLabels, Gauge>::default();
         let connections_open = Family::<ServiceLabels, Gauge>::default();
+        let connections_parked = Family::<ServiceLabels, Gauge>::default();
         let connections_refused = Family::<ConnectionLabels, Counter>::default();
         let connections_timed_out = Family::<ConnectionLabels, Counter>::default();
         let response_timeouts = Family::<RevisionLabels, Counter>::default();
@@ -120,6 +122,12 @@ impl Metrics {
             connections_open.clone(),
         );
         registry.register(
+            "connections_parked",
+            "Idle HTTP/1.1 keep-alive connections parked: open, waiting for the client's next \
+             request without per-connection buffers",
+            connections_parked.clone(),
+        );
+        registry.register(
             "connections_refused",
             "Client connections answered 503 and closed at once: limit (the listener's \
              max_connections), budget (the open-files budget), overflow (too many refusals at \
@@ -148,6 +156,7 @@ impl Metrics {
             switch,
             generation,
             connections_open,
+            connections_parked,
             connections_refused,
             connections_timed_out,
             response_timeouts,
@@ -187,6 +196,13 @@ impl Metrics {
                 reason,
             })
             .inc();
+    }
+
+    /// The parked-connections gauge of a Service.
+    pub fn connections_parked(&self, service: &str) -> Gauge {
+        self.connections_parked.get_or_create_owned(&ServiceLabels {
+            service: service.to_owned(),
+        })
     }
 
     pub fn timed_out(&self, service: &str, reason: &'static str) {

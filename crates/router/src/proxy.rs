@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::RouterConfig;
 use crate::body::{RequestBody, ResponseBody};
+use crate::conn::Exchange;
 use crate::error::{ProxyError, error_response};
 use crate::headers::{add_forwarded, is_upgrade, strip_hop_by_hop};
 use crate::metrics::{NO_REVISION, RequestLabels, RevisionMetrics};
@@ -43,8 +44,9 @@ pub(crate) async fn handle(
     service: Arc<ServiceInner>,
     request: Request<Incoming>,
     peer: SocketAddr,
+    exchange: Exchange,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    match proxy(&service, request, peer).await {
+    match proxy(&service, request, peer, exchange).await {
         Ok(response) => Ok(response),
         Err((error, revision)) => {
             tracing::debug!(service = %service.name, %error, "request failed");
@@ -64,6 +66,7 @@ async fn proxy(
     service: &Arc<ServiceInner>,
     request: Request<Incoming>,
     peer: SocketAddr,
+    exchange: Exchange,
 ) -> Result<Response<ResponseBody>, Failure> {
     let (claim, mirror_to, response_timeout) =
         choose(service, request.headers()).map_err(|e| (e, None))?;
@@ -94,7 +97,7 @@ async fn proxy(
     })?;
 
     let cancel = claim.backend.cancel.clone();
-    let (body, uploaded) = body.watched();
+    let (body, uploaded) = body.watched(exchange.clone());
     let deadline = async move {
         let Some(after) = response_timeout else {
             return std::future::pending().await;
@@ -132,7 +135,7 @@ async fn proxy(
     strip_hop_by_hop(&mut parts.headers, false);
     Ok(Response::from_parts(
         parts,
-        ResponseBody::proxied(body, claim),
+        ResponseBody::proxied(body, claim, exchange),
     ))
 }
 

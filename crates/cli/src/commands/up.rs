@@ -87,6 +87,7 @@ fn init_logging() {
 
 pub fn run(args: UpArgs, state_dir: PathBuf) -> anyhow::Result<ExitCode> {
     init_logging();
+    cutover_kube::allocator::tune_for_daemon();
     let sources = if args.files.is_empty() {
         Vec::new()
     } else {
@@ -146,6 +147,8 @@ pub fn run(args: UpArgs, state_dir: PathBuf) -> anyhow::Result<ExitCode> {
 /// SIGTERM) stops it.
 pub fn data_plane(settings: &str, state_dir: PathBuf) -> anyhow::Result<ExitCode> {
     init_logging();
+    // Parked idle connections free their buffers in bulk; return them to the kernel.
+    cutover_kube::allocator::tune_for_daemon();
     let wire: WireConfig =
         serde_json::from_str(settings).context("--settings must be the JSON the daemon passes")?;
     let runtime = tokio::runtime::Runtime::new()?;
