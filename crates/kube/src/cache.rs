@@ -24,6 +24,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use crate::ROLLOUT_LABEL;
 use crate::cached::{CachedPod, CachedReplicaSet, CachedService, CachedSlice, Labelled};
+use crate::cached_rollout::CachedRollout;
 
 /// Label of the EndpointSlices of a Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -31,8 +32,8 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// Read handles of the caches.
 #[derive(Clone)]
 pub struct Caches {
-    /// The Rollouts (the controller's own store).
-    pub rollouts: Store<Rollout>,
+    /// The Rollouts (the controller's own store), spec and status kept as JSON.
+    pub rollouts: Store<CachedRollout>,
     /// ReplicaSets labelled with a Rollout.
     pub replica_sets: Store<CachedReplicaSet>,
     /// Pods labelled with a Rollout.
@@ -54,7 +55,7 @@ pub struct Caches {
 
 /// Write handles, consumed by [`Caches::streams`].
 pub struct Writers {
-    rollouts: Writer<Rollout>,
+    rollouts: Writer<CachedRollout>,
     replica_sets: Writer<CachedReplicaSet>,
     pods: Writer<CachedPod>,
     runs: Writer<AnalysisRun>,
@@ -71,7 +72,7 @@ pub type Touched<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Err
 /// The watch streams feeding the caches; the controller polls them as its triggers.
 pub struct Streams {
     /// Rollouts.
-    pub rollouts: Touched<Rollout>,
+    pub rollouts: Touched<CachedRollout>,
     /// ReplicaSets.
     pub replica_sets: Touched<CachedReplicaSet>,
     /// Pods.
@@ -167,7 +168,8 @@ impl Writers {
             rollouts: reflected(
                 scoped(client, ns),
                 watcher::Config::default().any_semantic(),
-                prune_rollout,
+                // Pruned as it is parsed (`CachedRollout`'s `TryFrom<Rollout>`).
+                kept_as_parsed,
                 self.rollouts,
             ),
             replica_sets: reflected(

@@ -20,6 +20,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::cache::Caches;
+use crate::cached_rollout::CachedRollout;
 use crate::error::{Error, is_conflict, is_not_found};
 use crate::events::{EventNote, EventPublisher, EventType};
 use crate::execute::Executor;
@@ -176,8 +177,13 @@ impl Context {
 }
 
 /// Reconciles one Rollout: metrics, then the finalizer helper dispatching to apply or cleanup.
-pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// The cached Rollout's spec and status are parsed back here, once per reconcile.
+pub async fn reconcile(cached: Arc<CachedRollout>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_timer();
+    let rollout = Arc::new(cached.expand().map_err(|source| Error::Json {
+        what: "the cached Rollout",
+        source,
+    })?);
     let ns = rollout
         .namespace()
         .ok_or(Error::MissingField("namespace"))?;
@@ -197,7 +203,7 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Actio
 
 /// Retries a failed object with exponential backoff, so one broken Rollout neither spins nor
 /// waits five minutes after a transient conflict.
-pub fn error_policy(rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(rollout: Arc<CachedRollout>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = format!(
         "{}/{}",
         rollout.namespace().unwrap_or_default(),

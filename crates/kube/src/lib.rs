@@ -13,6 +13,7 @@ mod analysis;
 pub mod analysisrun;
 pub mod cache;
 pub mod cached;
+pub mod cached_rollout;
 pub mod cli;
 pub mod controller;
 mod error;

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cutover_core::api::Rollout;
 use futures::{FutureExt, StreamExt};
 use kube::api::Api;
 use kube::runtime::Controller;
@@ -16,6 +15,7 @@ use kube::{Client, ResourceExt};
 
 use crate::analysisrun;
 use crate::cache::{Caches, Streams};
+use crate::cached_rollout::CachedRollout;
 use crate::controller::{self, Config, Context, DataPlaneApis};
 use crate::error::Error;
 use crate::events::EventPublisher;
@@ -185,10 +185,10 @@ where
 
 /// The Rollouts in `ns` that `uses` says depend on an object (a Service, a ConfigMap).
 fn rollouts_where(
-    store: &Store<Rollout>,
+    store: &Store<CachedRollout>,
     ns: Option<String>,
-    uses: impl Fn(&Rollout) -> bool,
-) -> Vec<ObjectRef<Rollout>> {
+    uses: impl Fn(&CachedRollout) -> bool,
+) -> Vec<ObjectRef<CachedRollout>> {
     store
         .state()
         .iter()
@@ -199,44 +199,37 @@ fn rollouts_where(
 
 /// The Rollouts in `ns` whose active or preview Service is `service`.
 fn rollouts_using(
-    store: &Store<Rollout>,
+    store: &Store<CachedRollout>,
     ns: Option<String>,
     service: &str,
-) -> Vec<ObjectRef<Rollout>> {
-    rollouts_where(store, ns, |r| {
-        let bg = &r.spec.strategy.blue_green;
-        bg.active_service == service || bg.preview_service.as_deref() == Some(service)
-    })
+) -> Vec<ObjectRef<CachedRollout>> {
+    rollouts_where(store, ns, |r| r.refs.uses_service(service))
 }
 
 /// The Rollouts in `ns` whose migration files are in ConfigMap `config_map`.
 fn rollouts_migrating_from(
-    store: &Store<Rollout>,
+    store: &Store<CachedRollout>,
     ns: Option<String>,
     config_map: &str,
-) -> Vec<ObjectRef<Rollout>> {
+) -> Vec<ObjectRef<CachedRollout>> {
     rollouts_where(store, ns, |r| {
-        r.spec
-            .migrations
-            .as_ref()
-            .and_then(|m| m.source.config_map_ref.as_ref())
-            .is_some_and(|c| c.name == config_map)
+        r.refs.migrations_config_map.as_deref() == Some(config_map)
     })
 }
 
 /// The Rollouts in `ns` that adopt Deployment `deployment`, or that scaled it and may have to
 /// give its replicas back.
 fn rollouts_adopting(
-    store: &Store<Rollout>,
+    store: &Store<CachedRollout>,
     ns: Option<String>,
     deployment: &k8s_openapi::api::apps::v1::Deployment,
-) -> Vec<ObjectRef<Rollout>> {
+) -> Vec<ObjectRef<CachedRollout>> {
     let name = deployment.name_any();
     let holder = deployment
         .annotations()
         .get(crate::workload::ADOPTED_BY_ANNOTATION);
     rollouts_where(store, ns, |r| {
-        r.spec.workload_ref.as_ref().is_some_and(|w| w.name == name)
+        r.refs.workload.as_deref() == Some(name.as_str())
             || holder.is_some_and(|h| *h == r.name_any())
     })
 }

@@ -95,7 +95,8 @@ async fn deleting_a_rollout_restores_service_selectors() {
             "finalizer removal: {patch}"
         );
     });
-    let action = controller::reconcile(Arc::new(rollout), ctx).await.unwrap();
+    let cached = cutover_kube::cached_rollout::CachedRollout::try_from(rollout).unwrap();
+    let action = controller::reconcile(Arc::new(cached), ctx).await.unwrap();
     tokio::time::timeout(Duration::from_secs(1), server)
         .await
         .unwrap()
