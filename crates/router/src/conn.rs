@@ -16,7 +16,7 @@
 //! response body alive and every response byte handed to the socket.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -58,13 +58,11 @@ struct Activity {
     active: AtomicUsize,
     /// When a request last started or got its response head (ms on the router's clock).
     last_ms: AtomicU64,
-    /// Whether any request started.
-    any: AtomicBool,
     /// When the connection was accepted (ms on the router's clock).
     accepted_ms: u64,
     /// Exchanges not over: a request, its body or its response body still alive.
     exchanges: AtomicUsize,
-    /// Exchanges started so far.
+    /// Exchanges started so far (none yet: the client has sent no request).
     started: AtomicU64,
     /// When the last exchange ended (ms on the router's clock).
     ended_ms: AtomicU64,
@@ -82,7 +80,6 @@ impl Activity {
         Self {
             active: AtomicUsize::new(0),
             last_ms: AtomicU64::new(now_ms),
-            any: AtomicBool::new(false),
             accepted_ms: now_ms,
             exchanges: AtomicUsize::new(0),
             started: AtomicU64::new(0),
@@ -92,7 +89,6 @@ impl Activity {
     }
 
     fn start<'a>(&'a self, shared: &'a Shared) -> Request<'a> {
-        self.any.store(true, Ordering::SeqCst);
         self.active.fetch_add(1, Ordering::SeqCst);
         self.last_ms.store(shared.now_ms(), Ordering::SeqCst);
         Request {
@@ -263,7 +259,7 @@ impl Context<'_> {
     /// spell began with a partial request head) after an exchange of this spell.
     async fn parkable(&self, started_before: Option<u64>) {
         let shared = &self.service.shared;
-        let after = u64::try_from(PARK_AFTER.as_millis()).unwrap_or(u64::MAX);
+        let after = millis(PARK_AFTER);
         loop {
             let now = shared.now_ms();
             let begun = started_before
@@ -293,7 +289,7 @@ impl Context<'_> {
         if timeout.is_zero() {
             return std::future::pending().await;
         }
-        let timeout = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let timeout = millis(timeout);
         let due = self
             .activity
             .ended_ms
@@ -387,10 +383,9 @@ where
 /// Resolves, with the reason, when the connection should be closed: no request started within
 /// the header-read timeout of connecting, or none for the idle timeout since the last one.
 async fn watchdog(shared: &Shared, activity: &Activity) -> &'static str {
-    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let (header, idle) = (
-        ms(shared.config.header_read_timeout),
-        ms(shared.config.idle_timeout),
+        millis(shared.config.header_read_timeout),
+        millis(shared.config.idle_timeout),
     );
     if header == 0 && idle == 0 {
         return std::future::pending().await;
@@ -399,7 +394,7 @@ async fn watchdog(shared: &Shared, activity: &Activity) -> &'static str {
     loop {
         let now = shared.now_ms();
         let mut next = u64::MAX;
-        if !activity.any.load(Ordering::SeqCst) {
+        if activity.started.load(Ordering::SeqCst) == 0 {
             // A socket that never sent a request is a request head that never came.
             for (after, reason) in [(header, "no_request"), (idle, "idle")] {
                 if after > 0 {
@@ -422,4 +417,9 @@ async fn watchdog(shared: &Shared, activity: &Activity) -> &'static str {
         }
         tokio::time::sleep(Duration::from_millis(next.saturating_sub(now).max(1))).await;
     }
+}
+
+/// `d` in whole milliseconds, the router clock's unit (saturating).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
