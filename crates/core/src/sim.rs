@@ -258,6 +258,14 @@ impl World {
         }
     }
 
+    /// Executes a plan's actions but loses its status write and events: an adapter that
+    /// crashed after changing the world, or whose later write of the same pass failed.
+    pub fn apply_losing_status(&mut self, plan: &Plan) {
+        for action in &plan.actions {
+            self.execute(action);
+        }
+    }
+
     fn execute(&mut self, action: &Action) {
         match action {
             Action::CreateRevision {

@@ -9,12 +9,12 @@ use std::time::Duration;
 use common::*;
 use cutover_core::api::{
     AnalysisPhase, ConditionType, PodTemplateMetadata, RollbackWindow, RolloutPhase,
-    UpdateCompletion,
+    TrafficRouting, UpdateCompletion,
 };
 use cutover_core::fixtures::RolloutBuilder;
 use cutover_core::plan::{
     Action, AnalysisKind, Decision, HoldReason, PromoteReason, RevisionRole, SwitchReason,
-    TerminateReason,
+    TerminateReason, plan,
 };
 use cutover_core::sim::World;
 
@@ -369,6 +369,57 @@ fn a_selector_edited_by_hand_is_set_back_and_does_not_promote() {
     assert_eq!(w.status().phase, Some(RolloutPhase::Paused));
     assert_eq!(w.status().stable_rs.as_deref(), Some(v1.as_str()));
     assert_eq!(w.active.selector.as_deref(), Some(v1.as_str()));
+}
+
+#[test]
+fn a_switch_whose_status_write_was_lost_is_recorded_from_the_service() {
+    let mut w = deployed(app().manual_promotion());
+    w.rollout.spec.strategy.blue_green.traffic_routing = Some(TrafficRouting {
+        preview_weight: Some(10),
+        ..TrafficRouting::default()
+    });
+    let v1 = stable_hash(&w);
+    w.set_image("my-app:v2");
+    waiting_for_promotion(&mut w);
+    let v2 = current_hash(&w);
+    w.promote(false);
+    // The pass that switches the active Service fails after the switch (a mesh route's write
+    // refused, the controller killed): its status never lands.
+    let p = plan(&w.observe(), w.now);
+    assert_eq!(switches_active(&p), Some(v2.as_str()));
+    w.apply_losing_status(&p);
+    assert_eq!(
+        w.status().blue_green.active_selector.as_deref(),
+        Some(v1.as_str())
+    );
+    w.advance(SECOND);
+    let p = w.reconcile();
+    assert_eq!(
+        switches_active(&p),
+        None,
+        "the Service already selects {v2}"
+    );
+    assert_eq!(
+        p.status.blue_green.active_selector.as_deref(),
+        Some(v2.as_str())
+    );
+    let switch = p.status.blue_green.switch.clone().expect("switch recorded");
+    assert_eq!((switch.from, switch.to), (Some(v1.clone()), v2.clone()));
+    // Routes follow the status: the weighted share to the preview is over.
+    let routes = cutover_core::traffic::routes(&w.rollout, true);
+    assert_eq!(routes.active.weights, vec![(v2.clone(), 100)]);
+    w.settle(SECOND, 20);
+    assert_eq!(w.status().stable_rs.as_deref(), Some(v2.as_str()));
+    assert_eq!(w.status().phase, Some(RolloutPhase::Healthy));
+    let announced = w
+        .events
+        .iter()
+        .filter(|e| e.starts_with("SwitchService"))
+        .count();
+    assert_eq!(
+        announced, 2,
+        "the initial deploy's switch and the lost one, each once"
+    );
 }
 
 #[test]

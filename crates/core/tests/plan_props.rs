@@ -49,6 +49,8 @@ enum Op {
     SetImageWithMigration(u8),
     /// The migration run in progress (or the next one) fails.
     FailMigration,
+    /// The next pass's actions are carried out but its status write is lost.
+    LoseStatusWrite,
 }
 
 fn config() -> impl Strategy<Value = Config> {
@@ -124,6 +126,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..5u8).prop_map(Op::ServingLag),
         2 => (0..4u8).prop_map(Op::SetImageWithMigration),
         1 => Just(Op::FailMigration),
+        2 => Just(Op::LoseStatusWrite),
     ]
 }
 
@@ -397,6 +400,14 @@ fn step(w: &mut World, c: &mut Checker) -> Result<Plan, TestCaseError> {
     let p = plan(&w.observe(), w.now);
     c.check(w, &p)?;
     w.apply(&p);
+    // The status names what the active Service selects once the pass is carried out.
+    let selected = w.active.selector.clone();
+    if selected
+        .as_ref()
+        .is_some_and(|h| w.revisions.contains_key(h))
+    {
+        prop_assert_eq!(w.status().blue_green.active_selector, selected);
+    }
     Ok(p)
 }
 
@@ -452,6 +463,10 @@ fn apply_op(w: &mut World, c: &mut Checker, op: &Op) {
             w.set_image(&format!("app:m{v}"));
         }
         Op::FailMigration => w.fail_migration(),
+        Op::LoseStatusWrite => {
+            let p = plan(&w.observe(), w.now);
+            w.apply_losing_status(&p);
+        }
     }
 }
 

@@ -18,6 +18,7 @@ const VERIFY_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub(super) fn run(p: &mut Planner<'_>) -> Decision {
     repair_foreign_selector(p);
+    record_unrecorded_switch(p);
     rescue_lost_stable(p);
     let current = p.current_hash.clone();
     let stable = p.stable_hash().map(str::to_string);
@@ -504,14 +505,35 @@ fn record_run(
 
 /// Points the active Service at `to` and starts timing the switch.
 pub(super) fn switch_active(p: &mut Planner<'_>, to: &str) {
-    let active = p.active();
     let from = p.active_selector().map(str::to_string);
     p.actions.push(Action::SwitchService {
         role: ServiceRole::Active,
-        service: active.name.clone(),
+        service: p.active().name.clone(),
         from: from.clone(),
         to: to.to_string(),
     });
+    record_switch(p, from, to);
+}
+
+/// The active Service selects a revision the stored status does not name: a pass switched it
+/// and its status write was lost (the adapter crashed, or a later write of that pass, such as
+/// a mesh route, failed). The status follows the Service, as Argo's `activeSelector` does, so
+/// that everything derived from it (routes, `/scale`'s selector, the counts) names what serves.
+/// The switch is timed from now: when it really started was in the lost write.
+fn record_unrecorded_switch(p: &mut Planner<'_>) {
+    let Some(selected) = p.active_selector() else {
+        return;
+    };
+    let stored = p.status.blue_green.active_selector.clone();
+    if stored.as_deref() == Some(selected) || !p.revisions.contains_key(selected) {
+        return;
+    }
+    record_switch(p, stored, selected);
+}
+
+/// The status and event of a switch of the active Service from `from` to `to`.
+fn record_switch(p: &mut Planner<'_>, from: Option<String>, to: &str) {
+    let active = p.active();
     p.events.push(Event::normal(
         EventReason::SwitchService,
         format!(
