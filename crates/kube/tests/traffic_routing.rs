@@ -523,6 +523,23 @@ async fn gateway_api_flow(env: &KubeEnv, stand_in: &GatewayStandIn) {
     assert!(rule(&route, "main").get("filters").is_none());
     eprintln!("ok: gateway promoted, 100/0 on the switched active Service");
 
+    // The status write of the pass that switched was lost (a route write refused, the
+    // controller killed): the next pass records the switch from the Service, and the route,
+    // derived from the status, stays 100/0.
+    let (h1, h2) = (hash_of("shop", 1), hash_of("shop", 2));
+    s.patch_status(json!({ "blueGreen": { "activeSelector": h1 } }))
+        .await;
+    s.wait("activeSelector recorded from the Service", |r| {
+        r.status
+            .as_ref()
+            .is_some_and(|s| s.blue_green.active_selector.as_deref() == Some(h2.as_str()))
+    })
+    .await;
+    let route = get(env, &ar, "shop").await;
+    assert_eq!(backend_weights(&route), bw(100, 0));
+    assert_eq!(rule_names(&route), ["static", "main"]);
+    eprintln!("ok: gateway a lost status write is recovered, route stays 100/0");
+
     // A gateway that refuses the route: the rollout says so and the switch is not verified.
     stand_in.accept(false);
     s.set_version(3).await;
