@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use cutover_core::api::{AnalysisRun, Rollout};
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{Job, JobStatus};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -242,6 +242,22 @@ where
     watcher(api, config)
         .default_backoff()
         .modify(prune)
+        .inspect_ok(|event| {
+            if let watcher::Event::Apply(o)
+            | watcher::Event::InitApply(o)
+            | watcher::Event::Delete(o) = event
+            {
+                let meta = o.meta();
+                tracing::trace!(
+                    target: "cutover_kube::watch",
+                    kind = std::any::type_name::<K>(),
+                    namespace = ?meta.namespace,
+                    name = ?meta.name,
+                    version = ?meta.resource_version,
+                    "watch event"
+                );
+            }
+        })
         .reflect(writer)
         .touched_objects()
         .boxed()

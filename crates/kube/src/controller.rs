@@ -11,6 +11,7 @@ use cutover_core::api::{
     RolloutPhase,
 };
 use cutover_core::plan::{EventSeverity, Plan, plan};
+use futures::FutureExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::ApiResource;
@@ -228,6 +229,9 @@ pub fn error_policy(rollout: Arc<CachedRollout>, error: &Error, ctx: Arc<Context
     )
 }
 
+/// How often a reconcile that found a cache still listing looks again.
+const CACHES_LISTING_POLL: Duration = Duration::from_millis(200);
+
 /// Observe → plan → execute → status → events.
 async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
     let ns = rollout
@@ -235,8 +239,17 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
         .ok_or(Error::MissingField("namespace"))?;
     let name = rollout.name_any();
     let key = format!("{ns}/{name}");
-    if !ctx.caches.ready().await {
-        return Err(Error::CacheClosed);
+    // Every cache holds its first list before anything is planned. Checked, not awaited: a
+    // reconcile awaiting `Store::wait_until_ready` beside another one was seen never to
+    // resume once the store was ready (the other one did), which left a new Rollout
+    // unplanned, every later trigger held behind its reconcile.
+    match ctx.caches.ready().now_or_never() {
+        Some(true) => {}
+        Some(false) => return Err(Error::CacheClosed),
+        None => {
+            tracing::debug!(rollout = %key, "caches still listing");
+            return Ok(Action::requeue(CACHES_LISTING_POLL));
+        }
     }
     // Plan on the cached Rollout and objects only once the caches show our own last writes
     // (the Rollout's status included): a copy that predates them would repeat actions and
@@ -273,6 +286,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Action, Error> {
         Ok(r) => r,
         Err(e) => return Err(refused(ctx, rollout, &ns, &plan, e).await),
     };
+    tracing::debug!(rollout = %key, decision = ?plan.decision, requeue = ?plan.requeue_after, "planned");
     for action in &plan.actions {
         tracing::info!(rollout = %key, "{action}");
     }
